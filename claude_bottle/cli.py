@@ -1,0 +1,94 @@
+"""Command line: parse arguments and hand off to claude_bottle.commands. Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from claude_bottle import __version__
+from claude_bottle.errors import EXIT_USAGE, BottleError
+
+EPILOG = """exit status:
+  0    success (start: the agent exited 0)
+  1    a failure at run time (the bundle never became healthy, an image build failed)
+  2    bad input: a manifest, a flag or a file; nothing was created
+  125  Docker or smolvm is missing, unreachable or unsafe; nothing was created
+  129/130/143  start was stopped by SIGHUP/SIGINT/SIGTERM; everything was removed
+  N    start: the agent's own exit status
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit 2, like every other bad input
+        self.exit(EXIT_USAGE, f"claude-bottle: error: {message}\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = _Parser(
+        prog="claude-bottle",
+        description="Run a coding agent that can reach nothing but an egress-filtering sidecar bundle.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument("--version", action="version", version=f"claude-bottle {__version__}")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    start = sub.add_parser("start", help="run a bottle", epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    start.add_argument("manifest", metavar="MANIFEST", help="path to the manifest (JSON)")
+    start.add_argument("--dry-run", action="store_true", help="print the plan; create nothing")
+    start.add_argument("--format", choices=("text", "json"), default="text", help="plan output format")
+    start.add_argument("agent_command", nargs="*", metavar="-- CMD", help="override the agent command")
+
+    validate = sub.add_parser("validate", help="check a manifest and print it normalised")
+    validate.add_argument("manifest", metavar="MANIFEST")
+    validate.add_argument("--format", choices=("text", "json"), default="json")
+
+    ps = sub.add_parser("ps", help="list running bottles")
+    ps.add_argument("--format", choices=("text", "json"), default="text")
+
+    cleanup = sub.add_parser("cleanup", help="remove what a killed launcher left behind")
+    which = cleanup.add_mutually_exclusive_group(required=True)
+    which.add_argument("name", nargs="?", metavar="NAME", help="the bottle's name")
+    which.add_argument("--all", action="store_true", help="every bottle's leftovers")
+    cleanup.add_argument("--force", action="store_true", help="also remove sessions whose launcher is alive")
+
+    build = sub.add_parser("build", help="build the sidecars image (and optionally the agent image)")
+    build.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE",
+                       help="passed to docker build (e.g. BASE_IMAGE=...)")  # fmt: skip
+    build.add_argument("--agent", action="store_true", help="also build the Claude Code agent image")
+    build.add_argument("--print-tag", action="store_true", help="print the sidecars image tag and exit")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command is None:
+        parser().print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "validate":
+            from claude_bottle.commands import validate
+
+            return validate.run(args)
+        if args.command == "start":
+            from claude_bottle.commands import start
+
+            return start.run(args)
+        if args.command in ("ps", "cleanup"):
+            from claude_bottle.commands import sessions
+
+            return sessions.run(args)
+        from claude_bottle.commands import build as build_cmd
+
+        return build_cmd.run(args)
+    except BottleError as exc:
+        print(f"claude-bottle: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""`claude-bottle start MANIFEST [-- CMD ...]`: plan a session, print it (--dry-run) or run it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+
+from claude_bottle import describe, manifest as manifest_mod, plan as plan_mod
+from claude_bottle.runner import SubprocessRunner
+
+
+def new_session_id() -> str:
+    return secrets.token_hex(4)
+
+
+def state_dir() -> str:
+    """Where per-session files live on the host (outside any bottle's reach)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "claude-bottle")
+
+
+def run(args: argparse.Namespace) -> int:
+    manifest = manifest_mod.load(args.manifest)
+    command = tuple(args.agent_command)
+    if args.dry_run:
+        plan = plan_mod.build(
+            manifest, new_session_id(), command=command, uid=os.getuid(), gid=os.getgid(), state_dir=state_dir()
+        )
+        if args.format == "json":
+            print(json.dumps(plan.to_json(), indent=2))
+        else:
+            print(describe.plan_text(plan), end="")
+        return 0
+    runner = SubprocessRunner()
+    if manifest.runtime == "smolmachines":
+        from claude_bottle import smolvm
+
+        return smolvm.start(manifest, command, runner, state_dir())
+    from claude_bottle import docker
+
+    return docker.start(manifest, command, runner)

@@ -1,0 +1,46 @@
+"""The plan for people: short, aligned, readable (`--format=text`)."""
+
+from __future__ import annotations
+
+import json
+
+from claude_bottle.plan import Plan
+
+
+def _rows(rows: list[tuple[str, str]]) -> list[str]:
+    width = max(len(k) for k, _ in rows)
+    return [f"  {k.ljust(width)}  {v}" for k, v in rows]
+
+
+def plan_text(plan: Plan) -> str:
+    egress = json.loads(plan.egress_json)
+    lines = [f"bottle {plan.name}  (runtime {plan.runtime}, session {plan.session})", ""]
+    lines += _rows(
+        [
+            ("manifest", plan.manifest_path),
+            ("workspace", plan.workspace or "(none mounted)"),
+            ("agent", f"{plan.agent_image}  {' '.join(plan.agent_command)}"),
+            ("user", plan.agent_user),
+            ("limits", f"memory {plan.resources.memory}, pids {plan.resources.pids}"
+                       + (f", cpus {plan.resources.cpus:g}" if plan.resources.cpus else "")),
+            ("proxy", plan.proxy_url),
+            ("sidecars", plan.sidecars_image),
+        ]
+    )  # fmt: skip
+    lines += ["", "egress (host: ports)"]
+    gates = egress["port_gates"]
+    if gates:
+        lines += _rows([(("*." if g["wildcard"] else "") + g["host"], ", ".join(map(str, g["ports"]))) for g in gates])
+    else:
+        lines.append("  (nothing: every outbound connection is refused)")
+    if egress["ssrf_allow"]:
+        lines += ["", "private addresses opened", *(f"  {c}" for c in egress["ssrf_allow"])]
+    if plan.bundle_ip:
+        lines += ["", "bundle", *_rows([("subnet", plan.bundle_subnet or ""), ("ip", plan.bundle_ip)])]
+    lines += ["", "would create"]
+    created = [("network", n.name + ("  (internal)" if n.internal else "")) for n in plan.networks]
+    created += [("container", f"{c.name}  ({c.role})") for c in plan.containers]
+    if plan.vm_name:
+        created.append(("microvm", plan.vm_name))
+    lines += _rows(created)
+    return "\n".join(lines) + "\n"

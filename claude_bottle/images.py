@@ -1,0 +1,45 @@
+"""Image names, and the pure parts of building them.
+
+The sidecars image tag carries a digest of its build context, so a changed supervisor or addon is
+rebuilt on the next start instead of silently running the old one.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+
+from claude_bottle import __version__
+
+BUNDLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bundle")
+AGENT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent")
+SIDECARS_REPO = "claude-bottle/sidecars"
+AGENT_IMAGE = f"claude-bottle/agent:{__version__}"
+# Files that go into the sidecars image; a change to any of them changes the tag.
+BUNDLE_FILES = ("Dockerfile.sidecars", "supervise.py", "addon.py", "policy.py")
+IMAGE_ENV = "CLAUDE_BOTTLE_SIDECARS_IMAGE"  # use a prebuilt image instead (air-gapped hosts)
+
+
+@functools.lru_cache(maxsize=1)
+def _bundle_digest() -> str:
+    digest = hashlib.sha256()
+    for name in BUNDLE_FILES:
+        digest.update(name.encode() + b"\0")
+        try:
+            with open(os.path.join(BUNDLE_DIR, name), "rb") as handle:
+                digest.update(handle.read())
+        except FileNotFoundError:
+            digest.update(b"(missing)")
+    return digest.hexdigest()[:12]
+
+
+def sidecars_image() -> str:
+    return os.environ.get(IMAGE_ENV) or f"{SIDECARS_REPO}:{__version__}-{_bundle_digest()}"
+
+
+def build_argv(tag: str, context: str, dockerfile: str, build_args: dict[str, str]) -> list[str]:
+    argv = ["docker", "build", "-t", tag, "-f", os.path.join(context, dockerfile)]
+    for key in sorted(build_args):
+        argv += ["--build-arg", f"{key}={build_args[key]}"]
+    return argv + [context]

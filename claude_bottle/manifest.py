@@ -1,0 +1,294 @@
+"""Load and validate a manifest (JSON, version 1) into a frozen Manifest, or fail with one clear line.
+
+Every error names the file and the field (`egress.allow[2]`), and unknown keys get a "did you mean".
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from claude_bottle import egress, images
+from claude_bottle.errors import ManifestError
+
+MAX_BYTES = 1 << 20  # a manifest is a page of JSON; anything this large is a mistake or an attack
+MAX_DEPTH = 16
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MEMORY_RE = re.compile(r"^[1-9][0-9]*[kmg]?$")
+RUNTIMES = ("docker", "smolmachines")
+
+DEFAULT_AGENT_IMAGE = images.AGENT_IMAGE
+DEFAULT_AGENT_COMMAND = ("claude",)
+DEFAULT_MEMORY = "4g"
+DEFAULT_PIDS = 1024
+
+# The bottle sets these itself; letting the manifest override them would undo the confinement.
+RESERVED_ENV = frozenset(
+    {
+        "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
+        "http_proxy", "https_proxy", "all_proxy", "no_proxy",
+        "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "GIT_SSL_CAINFO", "CURL_CA_BUNDLE",
+    }
+)  # fmt: skip
+
+TOP_KEYS = ("version", "name", "runtime", "workspace", "agent", "egress", "resources")
+AGENT_KEYS = ("image", "command", "env")
+EGRESS_KEYS = ("allow", "trusted_ca")
+RESOURCE_KEYS = ("memory", "pids", "cpus")
+
+
+@dataclass(frozen=True)
+class Agent:
+    image: str
+    command: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]  # sorted by name
+
+
+@dataclass(frozen=True)
+class Resources:
+    memory: str
+    pids: int
+    cpus: float | None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: str  # absolute
+    name: str
+    runtime: str
+    workspace: str | None  # absolute host directory, or None for no mount
+    agent: Agent
+    egress: egress.Egress
+    trusted_ca: str | None  # PEM text of an extra CA the bundle trusts for upstream TLS
+    resources: Resources
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "name": self.name,
+            "runtime": self.runtime,
+            "workspace": self.workspace,
+            "agent": {"image": self.agent.image, "command": list(self.agent.command), "env": dict(self.agent.env)},
+            "egress": {
+                "allow": list(dict.fromkeys(rule.normalized for rule in self.egress.rules)),
+                "trusted_ca": self.trusted_ca is not None,
+            },
+            "resources": {"memory": self.resources.memory, "pids": self.resources.pids, "cpus": self.resources.cpus},
+        }
+
+
+class _Reader:
+    """Walks the parsed document, raising ManifestError with the field path on the first problem."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, field: str, message: str) -> ManifestError:
+        return ManifestError(self.path, field, message)
+
+    def obj(self, value: Any, field: str, known: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(field or "(top level)", f"must be an object, not {_kind(value)}")
+        for key in value:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(known)}"
+                raise self.fail(_join(field, key), f"unknown key{hint}")
+        return value
+
+    def string(self, value: Any, field: str) -> str:
+        if not isinstance(value, str):
+            raise self.fail(field, f"must be a string, not {_kind(value)}")
+        if "\x00" in value:
+            raise self.fail(field, "must not contain a NUL character")
+        return value
+
+    def nonempty(self, value: Any, field: str) -> str:
+        text = self.string(value, field)
+        if not text.strip():
+            raise self.fail(field, "must not be empty")
+        return text
+
+    def integer(self, value: Any, field: str, low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(field, f"must be a whole number, not {_kind(value)}")
+        if not low <= value <= high:
+            raise self.fail(field, f"must be from {low} to {high}, not {value}")
+        return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def _join(field: str, key: str) -> str:
+    return f"{field}.{key}" if field else key
+
+
+def _depth(value: Any, limit: int) -> int:
+    stack = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > limit:
+            break
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate key {key!r}")
+        seen[key] = value
+    return seen
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_document(path: str) -> Any:
+    """Read and parse the file, with errors for size, encoding, syntax and nesting."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except IsADirectoryError:
+        raise ManifestError(path, "", "is a directory, not a manifest file") from None
+    except OSError as exc:
+        raise ManifestError(path, "", f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_BYTES:
+        raise ManifestError(path, "", f"is larger than {MAX_BYTES // 1024} KiB")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(path, "", f"is not UTF-8 (byte {exc.start})") from None
+    try:
+        document = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(path, "", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except ValueError as exc:
+        raise ManifestError(path, "", f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise ManifestError(path, "", f"is nested deeper than {MAX_DEPTH} levels") from None
+    if _depth(document, MAX_DEPTH) > MAX_DEPTH:
+        raise ManifestError(path, "", f"is nested deeper than {MAX_DEPTH} levels")
+    return document
+
+
+def load(path: str) -> Manifest:
+    """Load a manifest file. Raises ManifestError (exit 2) for any bad input."""
+    path = os.path.abspath(path)
+    return parse(read_document(path), path)
+
+
+def parse(document: Any, path: str) -> Manifest:
+    r = _Reader(path)
+    top = r.obj(document, "", TOP_KEYS)
+    if "version" in top and top["version"] != 1:
+        raise r.fail("version", f"must be 1, not {json.dumps(top['version'])}")
+    if "name" not in top:
+        raise r.fail("name", "is required (a short slug such as \"my-project\")")
+    name = r.string(top["name"], "name")
+    if not NAME_RE.match(name):
+        raise r.fail("name", f"{name!r} must be 1-40 of a-z, 0-9 and inner hyphens")
+    runtime = r.string(top.get("runtime", "docker"), "runtime")
+    if runtime not in RUNTIMES:
+        close = difflib.get_close_matches(runtime, RUNTIMES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise r.fail("runtime", f"must be one of {', '.join(RUNTIMES)}, not {runtime!r}{hint}")
+    base = os.path.dirname(path)
+    workspace = None
+    if "workspace" in top:
+        workspace = _existing(r, top["workspace"], "workspace", base, want_dir=True)
+    rules, trusted_ca = _egress(r, top.get("egress", {}), base)
+    return Manifest(
+        path=path,
+        name=name,
+        runtime=runtime,
+        workspace=workspace,
+        agent=_agent(r, top.get("agent", {})),
+        egress=egress.classify(rules),
+        trusted_ca=trusted_ca,
+        resources=_resources(r, top.get("resources", {})),
+    )
+
+
+def _existing(r: _Reader, value: Any, field: str, base: str, want_dir: bool) -> str:
+    text = r.nonempty(value, field)
+    full = os.path.normpath(os.path.join(base, os.path.expanduser(text)))
+    if want_dir and not os.path.isdir(full):
+        raise r.fail(field, f"{full} is not an existing directory")
+    if not want_dir and not os.path.isfile(full):
+        raise r.fail(field, f"{full} is not an existing file")
+    return full
+
+
+def _agent(r: _Reader, value: Any) -> Agent:
+    agent = r.obj(value, "agent", AGENT_KEYS)
+    image = r.nonempty(agent.get("image", DEFAULT_AGENT_IMAGE), "agent.image")
+    if any(c.isspace() for c in image):
+        raise r.fail("agent.image", f"{image!r} must not contain spaces")
+    command = DEFAULT_AGENT_COMMAND
+    if "command" in agent:
+        raw = agent["command"]
+        if not isinstance(raw, list) or not raw:
+            raise r.fail("agent.command", "must be a non-empty list of strings")
+        command = tuple(r.nonempty(arg, f"agent.command[{i}]") for i, arg in enumerate(raw))
+    env_raw = agent.get("env", {})
+    if not isinstance(env_raw, dict):
+        raise r.fail("agent.env", f"must be an object, not {_kind(env_raw)}")
+    env: list[tuple[str, str]] = []
+    for key, val in env_raw.items():
+        field = f"agent.env.{key}"
+        if not ENV_NAME_RE.match(key):
+            raise r.fail(field, "is not a valid variable name (letters, digits, _; not starting with a digit)")
+        if key in RESERVED_ENV:
+            raise r.fail(field, "is set by claude-bottle itself and cannot be overridden")
+        env.append((key, r.string(val, field)))
+    return Agent(image=image, command=command, env=tuple(sorted(env)))
+
+
+def _egress(r: _Reader, value: Any, base: str) -> tuple[tuple[egress.Rule, ...], str | None]:
+    section = r.obj(value, "egress", EGRESS_KEYS)
+    allow = section.get("allow", [])
+    if not isinstance(allow, list):
+        raise r.fail("egress.allow", f"must be a list of rules, not {_kind(allow)}")
+    rules = egress.expand(allow, lambda i, msg: r.fail(f"egress.allow[{i}]", msg))
+    trusted_ca = None
+    if "trusted_ca" in section:
+        ca_path = _existing(r, section["trusted_ca"], "egress.trusted_ca", base, want_dir=False)
+        try:
+            with open(ca_path, encoding="ascii") as handle:
+                trusted_ca = handle.read(MAX_BYTES)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise r.fail("egress.trusted_ca", f"cannot read {ca_path}: {exc}") from None
+        if "-----BEGIN CERTIFICATE-----" not in trusted_ca or "PRIVATE KEY" in trusted_ca:
+            raise r.fail("egress.trusted_ca", f"{ca_path} must hold PEM certificates and no private key")
+    return rules, trusted_ca
+
+
+def _resources(r: _Reader, value: Any) -> Resources:
+    section = r.obj(value, "resources", RESOURCE_KEYS)
+    memory = r.string(section.get("memory", DEFAULT_MEMORY), "resources.memory").lower()
+    if not MEMORY_RE.match(memory):
+        raise r.fail("resources.memory", f"{memory!r} must be a size such as \"512m\" or \"4g\"")
+    pids = r.integer(section.get("pids", DEFAULT_PIDS), "resources.pids", 16, 1 << 20)
+    cpus = section.get("cpus")
+    if cpus is not None:
+        if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0 < cpus <= 1024:
+            raise r.fail("resources.cpus", "must be a number of CPUs greater than 0")
+        cpus = float(cpus)
+    return Resources(memory=memory, pids=pids, cpus=cpus)

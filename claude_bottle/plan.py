@@ -1,0 +1,216 @@
+"""The plan: everything `start` will create and run, as frozen data. Pure: no Docker, no files written.
+
+`start --dry-run` prints this; the executors (docker.py, smolvm.py) only carry it out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from claude_bottle import addressing, images, pipelock, smolfile
+from claude_bottle.manifest import Manifest, Resources
+
+PROXY_PORT = 8080  # mitmdump, the bundle's only agent-facing port
+BUNDLE_ALIAS = "bundle"  # the bundle's name on the internal network
+CA_PATH = "/etc/claude-bottle/ca.pem"  # the mitmdump CA's public cert, inside the agent
+AGENT_HOME = "/home/agent"
+AGENT_FALLBACK_UID = 10001  # used when the launcher runs as root: the agent never runs as root
+LABEL = "org.claude-bottle"
+CA_VARS = ("SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "GIT_SSL_CAINFO", "CURL_CA_BUNDLE")
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    internal: bool
+    labels: tuple[tuple[str, str], ...]
+    subnet: str | None = None
+    gateway: str | None = None
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    role: str  # "bundle" or "agent"
+    image: str
+    networks: tuple[str, ...]
+    labels: tuple[tuple[str, str], ...]
+    ip: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    runtime: str
+    session: str
+    manifest_path: str
+    workspace: str | None
+    agent_image: str
+    agent_command: tuple[str, ...]
+    agent_env: tuple[tuple[str, str], ...]  # sorted; what the agent process sees
+    agent_user: str  # "UID:GID"
+    resources: Resources
+    egress_json: str  # the classified egress (JSON text keeps the dataclass hashable and frozen)
+    pipelock_yaml: str
+    bundle_policy: str  # JSON for the addon, /etc/claude-bottle/policy.json in the bundle
+    sidecars_image: str
+    networks: tuple[Network, ...]
+    containers: tuple[Container, ...]
+    labels: tuple[tuple[str, str], ...]  # on every resource of this session
+    proxy_url: str
+    bundle_subnet: str | None = None
+    bundle_gateway: str | None = None
+    bundle_ip: str | None = None
+    smolfile: str | None = None
+    smolfile_path: str | None = None
+    vm_name: str | None = None
+
+    def container(self, role: str) -> Container:
+        return next(c for c in self.containers if c.role == role)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "runtime": self.runtime,
+            "session": self.session,
+            "manifest": self.manifest_path,
+            "workspace": self.workspace,
+            "egress": json.loads(self.egress_json),
+            "pipelock": {"version": pipelock.PIPELOCK_VERSION, "config": json.loads(self.pipelock_yaml)},
+            "bundle_policy": json.loads(self.bundle_policy),
+            "agent": {
+                "image": self.agent_image,
+                "command": list(self.agent_command),
+                "env": dict(self.agent_env),
+                "user": self.agent_user,
+                "resources": {
+                    "memory": self.resources.memory,
+                    "pids": self.resources.pids,
+                    "cpus": self.resources.cpus,
+                },
+                "proxy": self.proxy_url,
+            },
+            "labels": dict(self.labels),
+            "resources": {
+                "networks": [
+                    {"name": n.name, "internal": n.internal, "subnet": n.subnet, "gateway": n.gateway,
+                     "labels": dict(n.labels)}
+                    for n in self.networks
+                ],
+                "containers": [
+                    {"name": c.name, "role": c.role, "image": c.image, "networks": list(c.networks),
+                     "ip": c.ip, "labels": dict(c.labels)}
+                    for c in self.containers
+                ],
+            },
+        }  # fmt: skip
+        if self.runtime == "smolmachines":
+            out["bundle"] = {"subnet": self.bundle_subnet, "gateway": self.bundle_gateway, "ip": self.bundle_ip}
+            out["smolfile"] = self.smolfile
+            out["smolfile_path"] = self.smolfile_path
+            out["resources"]["vm"] = {"name": self.vm_name, "labels": dict(self.labels)}
+        return out
+
+
+def session_labels(name: str, session: str) -> tuple[tuple[str, str], ...]:
+    return ((f"{LABEL}.bottle", name), (f"{LABEL}.session", session))
+
+
+def bundle_policy(manifest: Manifest) -> str:
+    """What the bundle's mitmdump addon enforces: per-host port gates and the SSRF exceptions."""
+    policy: dict[str, Any] = {
+        "version": 1,
+        "rules": [gate.to_json() for gate in manifest.egress.port_gates],
+        "ssrf_allow": list(manifest.egress.ssrf_allow),
+    }
+    if manifest.trusted_ca:
+        policy["upstream_trusted_ca"] = manifest.trusted_ca
+    return json.dumps(policy, indent=2, sort_keys=True) + "\n"
+
+
+def agent_user(uid: int, gid: int) -> str:
+    """Run as the launching user so the workspace stays theirs; never as root."""
+    if uid == 0:
+        return f"{AGENT_FALLBACK_UID}:{AGENT_FALLBACK_UID}"
+    return f"{uid}:{gid}"
+
+
+def agent_env(manifest: Manifest, proxy_url: str, session: str) -> tuple[tuple[str, str], ...]:
+    env = dict(manifest.agent.env)
+    env.update({var: proxy_url for var in PROXY_VARS})
+    env.update({var: CA_PATH for var in CA_VARS})
+    env.update({"HOME": env.get("HOME", AGENT_HOME), "CLAUDE_BOTTLE": manifest.name,
+                "CLAUDE_BOTTLE_SESSION": session})  # fmt: skip
+    return tuple(sorted(env.items()))
+
+
+def build(
+    manifest: Manifest,
+    session: str,
+    *,
+    command: tuple[str, ...] = (),
+    uid: int = 0,
+    gid: int = 0,
+    taken_subnets: tuple[str, ...] = (),
+    state_dir: str = "",
+) -> Plan:
+    """Build the plan for one session. `taken_subnets` are CIDRs already in use on the host."""
+    prefix = f"claude-bottle-{manifest.name}-{session}"
+    labels = session_labels(manifest.name, session)
+
+    def tagged(role: str) -> tuple[tuple[str, str], ...]:
+        return labels + ((f"{LABEL}.role", role),)
+
+    common = dict(
+        name=manifest.name,
+        runtime=manifest.runtime,
+        session=session,
+        manifest_path=manifest.path,
+        workspace=manifest.workspace,
+        agent_image=manifest.agent.image,
+        agent_command=command or manifest.agent.command,
+        agent_user=agent_user(uid, gid),
+        resources=manifest.resources,
+        egress_json=json.dumps(manifest.egress.to_json(), sort_keys=True),
+        pipelock_yaml=pipelock.render(manifest.egress),
+        bundle_policy=bundle_policy(manifest),
+        sidecars_image=images.sidecars_image(),
+        labels=labels,
+    )
+    bundle_name = f"{prefix}-bundle"
+    if manifest.runtime == "smolmachines":
+        subnet, gateway, ip = addressing.first_free_subnet(manifest.name, taken_subnets)
+        proxy_url = f"http://{ip}:{PROXY_PORT}"
+        env = agent_env(manifest, proxy_url, session)
+        net = Network(f"{prefix}-net", False, tagged("network"), subnet, gateway)
+        smolfile_path = os.path.join(state_dir or "$STATE", f"{prefix}.smolfile")
+        return Plan(
+            **common,
+            agent_env=env,
+            networks=(net,),
+            containers=(Container(bundle_name, "bundle", images.sidecars_image(), (net.name,), tagged("bundle"), ip),),
+            proxy_url=proxy_url,
+            bundle_subnet=subnet,
+            bundle_gateway=gateway,
+            bundle_ip=ip,
+            smolfile=smolfile.render(env, ip),
+            smolfile_path=smolfile_path,
+            vm_name=f"{prefix}-vm",
+        )
+    proxy_url = f"http://{BUNDLE_ALIAS}:{PROXY_PORT}"
+    internal = Network(f"{prefix}-internal", True, tagged("network"))
+    outside = Network(f"{prefix}-egress", False, tagged("network"))
+    return Plan(
+        **common,
+        agent_env=agent_env(manifest, proxy_url, session),
+        networks=(internal, outside),
+        containers=(
+            Container(bundle_name, "bundle", images.sidecars_image(), (internal.name, outside.name), tagged("bundle")),
+            Container(f"{prefix}-agent", "agent", manifest.agent.image, (internal.name,), tagged("agent")),
+        ),
+        proxy_url=proxy_url,
+    )

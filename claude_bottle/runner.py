@@ -1,0 +1,58 @@
+"""The one seam through which claude-bottle runs other programs; tests swap in a recorder."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Runner(Protocol):
+    def run(self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None) -> Result:
+        """Run to completion, capturing output."""
+        ...
+
+    def attach(self, argv: Sequence[str]) -> int:
+        """Run with our stdin/stdout/stderr (the agent, image builds) and return its exit status."""
+        ...
+
+
+class SubprocessRunner:
+    def run(self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None) -> Result:
+        try:
+            proc = subprocess.run(list(argv), input=input, capture_output=True, timeout=timeout)
+        except FileNotFoundError:
+            return Result(tuple(argv), 127, "", f"{argv[0]}: command not found")
+        except subprocess.TimeoutExpired:
+            return Result(tuple(argv), 124, "", f"{argv[0]}: timed out after {timeout} s")
+        return Result(
+            tuple(argv),
+            proc.returncode,
+            proc.stdout.decode("utf-8", "replace"),
+            proc.stderr.decode("utf-8", "replace"),
+        )
+
+    def attach(self, argv: Sequence[str]) -> int:
+        try:
+            proc = subprocess.Popen(list(argv))
+        except FileNotFoundError:
+            return 127
+        try:
+            return proc.wait()
+        finally:
+            # Reached with the child still running only when a signal handler raised: stop it too.
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
