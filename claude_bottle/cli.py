@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from claude_bottle import __version__
-from claude_bottle.errors import EXIT_USAGE, BottleError
+from claude_bottle.errors import EXIT_USAGE, BottleError, Interrupted
 
 EPILOG = """exit status:
   0    success (start: the agent exited 0)
@@ -88,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Interrupted as stop:  # a second signal while the first was being handled
+        return stop.exit_code
 
 
 if __name__ == "__main__":

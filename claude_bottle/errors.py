@@ -36,3 +36,15 @@ class RuntimeFailure(BottleError):
     """The environment (Docker, smolvm, KVM) is missing or broken; nothing of ours is left running."""
 
     exit_code = EXIT_LAUNCHER
+
+
+class Interrupted(BaseException):
+    """A signal asked us to stop; BaseException so no `except Exception` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

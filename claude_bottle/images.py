@@ -43,3 +43,11 @@ def build_argv(tag: str, context: str, dockerfile: str, build_args: dict[str, st
     for key in sorted(build_args):
         argv += ["--build-arg", f"{key}={build_args[key]}"]
     return argv + [context]
+
+
+def sidecars_build(tag: str, build_args: dict[str, str]) -> list[str]:
+    return build_argv(tag, BUNDLE_DIR, "Dockerfile.sidecars", build_args)
+
+
+def agent_build(build_args: dict[str, str]) -> list[str]:
+    return build_argv(AGENT_IMAGE, AGENT_DIR, "Dockerfile.agent", build_args)

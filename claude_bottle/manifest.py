@@ -38,7 +38,8 @@ RESERVED_ENV = frozenset(
 
 TOP_KEYS = ("version", "name", "runtime", "workspace", "agent", "egress", "resources")
 AGENT_KEYS = ("image", "command", "env")
-EGRESS_KEYS = ("allow", "trusted_ca")
+EGRESS_KEYS = ("allow", "trusted_ca", "network")
+DOCKER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 RESOURCE_KEYS = ("memory", "pids", "cpus")
 
 
@@ -66,6 +67,7 @@ class Manifest:
     egress: egress.Egress
     trusted_ca: str | None  # PEM text of an extra CA the bundle trusts for upstream TLS
     resources: Resources
+    egress_network: str | None = None  # an existing Docker network the bundle uses to reach out
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +79,7 @@ class Manifest:
             "egress": {
                 "allow": list(dict.fromkeys(rule.normalized for rule in self.egress.rules)),
                 "trusted_ca": self.trusted_ca is not None,
+                "network": self.egress_network,
             },
             "resources": {"memory": self.resources.memory, "pids": self.resources.pids, "cpus": self.resources.cpus},
         }
@@ -213,7 +216,13 @@ def parse(document: Any, path: str) -> Manifest:
     workspace = None
     if "workspace" in top:
         workspace = _existing(r, top["workspace"], "workspace", base, want_dir=True)
-    rules, trusted_ca = _egress(r, top.get("egress", {}), base)
+    section = r.obj(top.get("egress", {}), "egress", EGRESS_KEYS)
+    rules, trusted_ca = _egress(r, section, base)
+    egress_network = None
+    if "network" in section:
+        egress_network = r.nonempty(section["network"], "egress.network")
+        if not DOCKER_NAME_RE.match(egress_network):
+            raise r.fail("egress.network", f"{egress_network!r} is not a valid Docker network name")
     return Manifest(
         path=path,
         name=name,
@@ -223,6 +232,7 @@ def parse(document: Any, path: str) -> Manifest:
         egress=egress.classify(rules),
         trusted_ca=trusted_ca,
         resources=_resources(r, top.get("resources", {})),
+        egress_network=egress_network,
     )
 
 
@@ -261,8 +271,7 @@ def _agent(r: _Reader, value: Any) -> Agent:
     return Agent(image=image, command=command, env=tuple(sorted(env)))
 
 
-def _egress(r: _Reader, value: Any, base: str) -> tuple[tuple[egress.Rule, ...], str | None]:
-    section = r.obj(value, "egress", EGRESS_KEYS)
+def _egress(r: _Reader, section: dict[str, Any], base: str) -> tuple[tuple[egress.Rule, ...], str | None]:
     allow = section.get("allow", [])
     if not isinstance(allow, list):
         raise r.fail("egress.allow", f"must be a list of rules, not {_kind(allow)}")

@@ -157,10 +157,11 @@ def build(
     gid: int = 0,
     taken_subnets: tuple[str, ...] = (),
     state_dir: str = "",
+    launcher: str = "dry-run",
 ) -> Plan:
     """Build the plan for one session. `taken_subnets` are CIDRs already in use on the host."""
     prefix = f"claude-bottle-{manifest.name}-{session}"
-    labels = session_labels(manifest.name, session)
+    labels = session_labels(manifest.name, session) + ((f"{LABEL}.launcher", launcher),)
 
     def tagged(role: str) -> tuple[tuple[str, str], ...]:
         return labels + ((f"{LABEL}.role", role),)
@@ -203,13 +204,18 @@ def build(
         )
     proxy_url = f"http://{BUNDLE_ALIAS}:{PROXY_PORT}"
     internal = Network(f"{prefix}-internal", True, tagged("network"))
-    outside = Network(f"{prefix}-egress", False, tagged("network"))
+    networks = (internal,)
+    if manifest.egress_network:
+        outside_name = manifest.egress_network  # the user's own network: joined, never created or removed
+    else:
+        networks += (Network(f"{prefix}-egress", False, tagged("network")),)
+        outside_name = networks[1].name
     return Plan(
         **common,
         agent_env=agent_env(manifest, proxy_url, session),
-        networks=(internal, outside),
+        networks=networks,
         containers=(
-            Container(bundle_name, "bundle", images.sidecars_image(), (internal.name, outside.name), tagged("bundle")),
+            Container(bundle_name, "bundle", images.sidecars_image(), (internal.name, outside_name), tagged("bundle")),
             Container(f"{prefix}-agent", "agent", manifest.agent.image, (internal.name,), tagged("agent")),
         ),
         proxy_url=proxy_url,

@@ -1,0 +1,97 @@
+"""`claude-bottle ps` and `claude-bottle cleanup`: find bottles by label, list them, remove orphans.
+
+Only objects carrying the org.claude-bottle.session label are ever touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+
+from claude_bottle import docker, session
+from claude_bottle.errors import RuntimeFailure
+from claude_bottle.plan import LABEL
+from claude_bottle.runner import Runner, SubprocessRunner
+
+_FIELDS = ("bottle", "session", "role", "launcher")
+
+
+@dataclass
+class Bottle:
+    name: str
+    session: str
+    launcher: str
+    containers: list[dict[str, str]] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+
+
+def _format(prefix: list[str]) -> str:
+    return "\t".join(prefix + [f'{{{{.Label "{LABEL}.{f}"}}}}' for f in _FIELDS])
+
+
+def find(runner: Runner) -> dict[str, Bottle]:
+    """Every session that has a container or network on this Docker host, keyed by session id."""
+    bottles: dict[str, Bottle] = {}
+    ps = runner.run(["docker", "ps", "--all", "--filter", f"label={LABEL}.session",
+                     "--format", _format(["{{.Names}}", "{{.State}}", "{{.Status}}"])], timeout=60)  # fmt: skip
+    nets = runner.run(["docker", "network", "ls", "--filter", f"label={LABEL}.session",
+                       "--format", _format(["{{.Name}}"])], timeout=60)  # fmt: skip
+    for result in (ps, nets):
+        if result.returncode != 0:
+            raise RuntimeFailure(f"listing bottles failed: {result.stderr.strip()}")
+    for line in ps.stdout.splitlines():
+        name, state, status, bottle, sid, role, launcher = (line.split("\t") + [""] * 7)[:7]
+        entry = bottles.setdefault(sid, Bottle(bottle, sid, launcher))
+        entry.containers.append({"name": name, "role": role, "state": state, "status": status})
+    for line in nets.stdout.splitlines():
+        name, bottle, sid, _role, launcher = (line.split("\t") + [""] * 5)[:5]
+        bottles.setdefault(sid, Bottle(bottle, sid, launcher)).networks.append(name)
+    return bottles
+
+
+def ps(runner: Runner, fmt: str) -> int:
+    bottles = sorted(find(runner).values(), key=lambda b: (b.name, b.session))
+    if fmt == "json":
+        print(json.dumps([{"name": b.name, "session": b.session, "launcher": b.launcher,
+                           "alive": session.launcher_alive(b.launcher), "containers": b.containers,
+                           "networks": b.networks} for b in bottles], indent=2))  # fmt: skip
+        return 0
+    if not bottles:
+        print("no bottles")
+        return 0
+    rows = [("NAME", "SESSION", "LAUNCHER", "CONTAINERS")]
+    for b in bottles:
+        state = "alive" if session.launcher_alive(b.launcher) else "gone (orphaned)"
+        rows.append((b.name, b.session, state, ", ".join(f"{c['role']}:{c['state']}" for c in b.containers) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print("  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3])
+    return 0
+
+
+def cleanup(runner: Runner, name: str | None, force: bool) -> int:
+    removed = skipped = 0
+    for b in find(runner).values():
+        if name is not None and b.name != name:
+            continue
+        if session.launcher_alive(b.launcher) and not force:
+            print(f"skipping {b.name} {b.session}: its launcher ({b.launcher}) is still running (--force removes it)")
+            skipped += 1
+            continue
+        problems = session.teardown(runner, session.session_label(b.session))
+        for problem in problems:
+            session.warn(f"cleanup {b.session}: {problem}")
+        print(f"removed {b.name} {b.session}: {len(b.containers)} container(s), {len(b.networks)} network(s)")
+        removed += 1
+    if not removed and not skipped:
+        print("nothing to clean up")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    runner = SubprocessRunner()
+    docker.preflight(runner)
+    if args.command == "ps":
+        return ps(runner, args.format)
+    return cleanup(runner, None if args.all else args.name, args.force)

@@ -1,0 +1,146 @@
+"""Pure argv builders for every docker command the launcher runs. Nothing here runs anything.
+
+Kept apart from docker.py (which runs them) so the exact flags are easy to read, review and test.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from typing import Iterable
+
+from claude_bottle.plan import AGENT_HOME, BUNDLE_ALIAS, Container, Network, Plan
+
+BUNDLE_CONFIG_DIR = "/etc/claude-bottle"
+SUPERVISE = ["python3", "/opt/claude-bottle/supervise.py"]
+BUNDLE_MEMORY = "1g"
+BUNDLE_PIDS = 512
+
+
+def _labels(labels: Iterable[tuple[str, str]]) -> list[str]:
+    argv: list[str] = []
+    for key, value in labels:
+        argv += ["--label", f"{key}={value}"]
+    return argv
+
+
+def network_create(net: Network) -> list[str]:
+    argv = ["docker", "network", "create", "--driver", "bridge", *_labels(net.labels)]
+    if net.internal:
+        argv.append("--internal")
+    if net.subnet:
+        argv += ["--subnet", net.subnet]
+    if net.gateway:
+        argv += ["--gateway", net.gateway]
+    return argv + [net.name]
+
+
+def bundle_create(plan: Plan, bundle: Container) -> list[str]:
+    """The bundle: first network at create time, the rest joined with `network connect`."""
+    argv = ["docker", "create", "--name", bundle.name, *_labels(bundle.labels)]
+    argv += ["--network", bundle.networks[0]]
+    if plan.runtime == "docker":
+        argv += ["--network-alias", BUNDLE_ALIAS]
+    if bundle.ip:
+        argv += ["--ip", bundle.ip]
+    argv += [
+        "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges",
+        "--pids-limit", str(BUNDLE_PIDS),
+        "--memory", BUNDLE_MEMORY,
+        "--restart", "no",
+    ]  # fmt: skip
+    return argv + [bundle.image]
+
+
+def network_connect(network: str, container: str) -> list[str]:
+    return ["docker", "network", "connect", network, container]
+
+
+def agent_create(plan: Plan, agent: Container, interactive: bool, tty: bool) -> list[str]:
+    uid, _, gid = plan.agent_user.partition(":")
+    argv = ["docker", "create", "--name", agent.name, *_labels(agent.labels)]
+    argv += ["--network", agent.networks[0]]
+    if interactive:
+        argv.append("--interactive")
+    if tty:
+        argv.append("--tty")
+    argv += [
+        "--init",
+        "--user", plan.agent_user,
+        "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges",
+        "--pids-limit", str(plan.resources.pids),
+        "--memory", plan.resources.memory,
+        # The agent's home is scratch space owned by the agent user, whatever uid that is.
+        "--tmpfs", f"{AGENT_HOME}:rw,exec,uid={uid},gid={gid},mode=0700",
+        "--workdir", "/workspace",
+    ]  # fmt: skip
+    if plan.resources.cpus:
+        argv += ["--cpus", f"{plan.resources.cpus:g}"]
+    if plan.workspace:
+        argv += ["--mount", f"type=bind,source={plan.workspace},target=/workspace"]
+    for key, value in plan.agent_env:
+        argv += ["--env", f"{key}={value}"]
+    return argv + [agent.image, *plan.agent_command]
+
+
+def start_attached(name: str, interactive: bool) -> list[str]:
+    return ["docker", "start", "--attach", *(["--interactive"] if interactive else []), name]
+
+
+def copy_in(container: str, dest: str) -> list[str]:
+    """`docker cp` from a tar stream on stdin: no temporary files on the host."""
+    return ["docker", "cp", "-", f"{container}:{dest}"]
+
+
+def tar_of(files: dict[str, tuple[bytes, int]]) -> bytes:
+    """A tar stream of {path: (content, mode)}, owned by root, for copy_in."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in sorted(files):
+            content, mode = files[path]
+            info = tarfile.TarInfo(path)
+            info.size = len(content)
+            info.mode = mode
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def bundle_files(plan: Plan) -> bytes:
+    # Readable by the bundle's non-root user; the launcher owns the only other copy (in memory).
+    return tar_of(
+        {
+            "pipelock.yaml": (plan.pipelock_yaml.encode(), 0o444),
+            "policy.json": (plan.bundle_policy.encode(), 0o444),
+        }
+    )
+
+
+def exec_in(container: str, argv: list[str]) -> list[str]:
+    return ["docker", "exec", container, *argv]
+
+
+def health_check(container: str) -> list[str]:
+    return exec_in(container, [*SUPERVISE, "--check"])
+
+
+def fetch_ca(container: str) -> list[str]:
+    return exec_in(container, [*SUPERVISE, "--ca"])
+
+
+def logs_tail(container: str, lines: int = 40) -> list[str]:
+    return ["docker", "logs", "--tail", str(lines), container]
+
+
+def list_by_label(kind: str, label: str) -> list[str]:
+    """`kind` is "container" or "network"; ids of every object carrying `label` (k or k=v)."""
+    if kind == "container":
+        return ["docker", "ps", "--all", "--quiet", "--no-trunc", "--filter", f"label={label}"]
+    return ["docker", "network", "ls", "--quiet", "--no-trunc", "--filter", f"label={label}"]
+
+
+def remove(kind: str, ids: list[str]) -> list[str]:
+    if kind == "container":
+        return ["docker", "rm", "--force", "--volumes", *ids]
+    return ["docker", "network", "rm", *ids]

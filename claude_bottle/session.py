@@ -1,0 +1,108 @@
+"""What every runtime shares about a session: its id, turning signals into exceptions, and teardown.
+
+Teardown works by label, not by memory of what was created: it removes whatever carries the session's
+label, so a resource created just as a signal arrived is still found, and running it twice is harmless.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from typing import Callable
+
+from claude_bottle import docker_argv
+from claude_bottle.errors import Interrupted
+from claude_bottle.plan import LABEL
+from claude_bottle.runner import Runner
+
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def new_id() -> str:
+    return secrets.token_hex(4)
+
+
+def launcher_id() -> str:
+    """Written on every resource so `cleanup` can tell a live session from an orphan."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def launcher_alive(value: str) -> bool:
+    host, _, pid = value.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's launcher: we cannot tell, so treat as orphaned only with --force
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SignalGuard:
+    """SIGINT/SIGTERM/SIGHUP raise Interrupted while armed, and are ignored once shielded.
+
+    Shielding before the handlers are restored closes the window in which a signal arriving during
+    cleanup would kill the launcher with the bottle half removed.
+    """
+
+    def __init__(self) -> None:
+        self._previous: dict[int, object] = {}
+
+    def arm(self) -> None:
+        def handler(signum: int, _frame: object) -> None:
+            raise Interrupted(signum)
+
+        for sig in HANDLED:
+            old = signal.signal(sig, handler)
+            self._previous.setdefault(sig, old)
+
+    def shield(self) -> None:
+        for sig in HANDLED:
+            old = signal.signal(sig, signal.SIG_IGN)
+            self._previous.setdefault(sig, old)
+
+    def restore(self) -> None:
+        for sig, old in self._previous.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+        self._previous.clear()
+
+
+def teardown(runner: Runner, label: str, extra: Callable[[], None] | None = None) -> list[str]:
+    """Remove every container, then every network, carrying `label`. Returns problems, never raises."""
+    problems: list[str] = []
+    if extra is not None:
+        try:
+            extra()
+        except Exception as exc:  # keep going: the containers and networks matter more
+            problems.append(str(exc))
+    for kind in ("container", "network"):
+        for attempt in range(5):
+            listed = runner.run(docker_argv.list_by_label(kind, label), timeout=60)
+            ids = listed.stdout.split()
+            if listed.returncode != 0:
+                problems.append(f"listing {kind}s failed: {listed.stderr.strip()}")
+                break
+            if not ids:
+                break
+            removed = runner.run(docker_argv.remove(kind, ids), timeout=120)
+            if removed.returncode == 0:
+                break
+            # A network can report active endpoints for a moment after its containers are gone.
+            if attempt == 4:
+                problems.append(f"removing {kind}s failed: {removed.stderr.strip()}")
+            time.sleep(0.2 * (attempt + 1))
+    return problems
+
+
+def session_label(session: str) -> str:
+    return f"{LABEL}.session={session}"
+
+
+def warn(message: str) -> None:
+    print(f"claude-bottle: {message}", file=sys.stderr)
