@@ -24,6 +24,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"claude-bottle: error: {message}\n")
 
 
+def _usage(message: str) -> int:
+    print(f"claude-bottle: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def parser() -> argparse.ArgumentParser:
     top = _Parser(
         prog="claude-bottle",
@@ -34,12 +39,15 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"claude-bottle {__version__}")
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    start = sub.add_parser("start", help="run a bottle", epilog=EPILOG,
+    start = sub.add_parser("start", help="run a bottle", usage="%(prog)s [options] MANIFEST [-- CMD ...]",
+                           description="Run a bottle; `-- CMD ...` replaces the agent's command.", epilog=EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     start.add_argument("manifest", metavar="MANIFEST", help="path to the manifest (JSON)")
     start.add_argument("--dry-run", action="store_true", help="print the plan; create nothing")
     start.add_argument("--format", choices=("text", "json"), default="text", help="plan output format")
-    start.add_argument("agent_command", nargs="*", metavar="-- CMD", help="override the agent command")
+    start.add_argument("--unsafe-allow-smolvm-egress-defects", action="store_true",
+                       help="run on a smolvm version with known egress-filtering defects (see README)")  # fmt: skip
+    start.set_defaults(agent_command=[])
 
     validate = sub.add_parser("validate", help="check a manifest and print it normalised")
     validate.add_argument("manifest", metavar="MANIFEST")
@@ -63,7 +71,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first `--` is the agent's command, verbatim (argparse would drop an inner
+    # `--` and reject one after options), so split it off before parsing.
+    command: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1 :]
     args = parser().parse_args(argv)
+    if command:
+        if args.command != "start":
+            return _usage("only `start` takes `-- CMD`")
+        if not command:
+            return _usage("`--` must be followed by a command")
+        args.agent_command = command
     if args.command is None:
         parser().print_help(sys.stderr)
         return EXIT_USAGE

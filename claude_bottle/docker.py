@@ -14,6 +14,7 @@ from claude_bottle.runner import Runner
 
 HEALTH_TIMEOUT = 60.0
 HEALTH_INTERVAL = 0.25
+NO_PIPELOCK_ENV = "CLAUDE_BOTTLE_ALLOW_NO_PIPELOCK"
 
 
 def preflight(runner: Runner) -> str:
@@ -68,6 +69,7 @@ def start_bundle(runner: Runner, plan: Plan) -> str:
           input=docker_argv.bundle_files(plan))  # fmt: skip
     _must(runner, ["docker", "start", bundle.name], "starting the bundle")
     wait_healthy(runner, bundle)
+    check_pipelock(runner, bundle)
     ca = _must(runner, docker_argv.fetch_ca(bundle.name), "reading the bundle's CA certificate")
     if "BEGIN CERTIFICATE" not in ca or "PRIVATE" in ca:
         raise BottleError("the bundle returned something other than a public CA certificate")
@@ -87,6 +89,20 @@ def wait_healthy(runner: Runner, bundle: Container) -> None:
     log = (tail.stdout + tail.stderr).strip()
     print(f"claude-bottle: bundle log (last lines):\n{log}", file=sys.stderr)
     raise BottleError(f"the bundle was not healthy after {HEALTH_TIMEOUT:.0f} s: {last or 'no answer'}")
+
+
+def check_pipelock(runner: Runner, bundle: Container) -> None:
+    """Refuse a bundle built without pipelock unless the user says, by name, that they accept it."""
+    present = runner.run(docker_argv.exec_in(bundle.name, ["test", "-e", docker_argv.PIPELOCK_MARKER]), timeout=30)
+    if present.returncode == 0:
+        return
+    if os.environ.get(NO_PIPELOCK_ENV) == "1":
+        session.warn("WARNING: the sidecars image has no pipelock; only mitmdump's allowlist guards egress")
+        return
+    raise RuntimeFailure(
+        f"the sidecars image {bundle.image} was built without pipelock, so only one layer would guard "
+        f"egress; rebuild it with pipelock, or set {NO_PIPELOCK_ENV}=1 to accept that"
+    )
 
 
 def run_agent(runner: Runner, plan: Plan, ca_pem: str) -> int:

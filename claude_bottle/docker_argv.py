@@ -13,6 +13,7 @@ from claude_bottle.plan import AGENT_HOME, BUNDLE_ALIAS, Container, Network, Pla
 
 BUNDLE_CONFIG_DIR = "/etc/claude-bottle"
 SUPERVISE = ["python3", "/opt/claude-bottle/supervise.py"]
+PIPELOCK_MARKER = "/opt/claude-bottle/pipelock-present"  # written by Dockerfile.sidecars
 BUNDLE_MEMORY = "1g"
 BUNDLE_PIDS = 512
 

@@ -52,6 +52,7 @@ FORBIDDEN_NAMES: tuple[str, ...] = (
     "metadata",
     "instance-data",
     "metadata.azure.com",
+    "instance-data.ec2.internal",
 )
 FORBIDDEN_NETS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
     ipaddress.ip_network(n)
@@ -169,7 +170,7 @@ def _check_name(name: str) -> None:
             raise RuleError(f"host {name!r} has an empty label")
         if len(label) > 63:
             raise RuleError(f"label {label[:20]!r}... is longer than 63 characters")
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             raise RuleError(f"label {label!r} must be letters, digits and inner hyphens")
     # A last label that starts with a digit is an address in disguise (2130706433, 0x7f.1, 1.2.3):
     # resolvers parse those as IPv4, so only a real dotted quad may end in digits.
@@ -192,13 +193,13 @@ def parse_host(text: str) -> str:
             raise RuleError(f"{text!r} is not an IPv6 address")
         _check_address(ip)
         return ip.compressed
+    if not text.isascii():  # before lower(): U+212A KELVIN SIGN lower-cases to an ASCII "k"
+        raise RuleError(f"{text!r} is not ASCII; write an internationalised name in its xn-- form")
     if ":" in text:
-        raise RuleError(f"IPv6 literals must be bracketed, as in [{text}]")
+        raise RuleError(f"IPv6 literals must be bracketed, as in {'[' + text + ']'!r}")
     host = text.lower()
     if host.endswith("."):
         host = host[:-1]
-    if not host.isascii():
-        raise RuleError(f"{text!r} is not ASCII; write an internationalised name in its xn-- form")
     ip = _ip_or_none(host)
     if ip is not None:
         _check_address(ip)
@@ -223,7 +224,7 @@ def _split_port(text: str) -> tuple[str, int | None]:
 
 
 def _parse_port(text: str) -> int:
-    if not _PORT.match(text) or not 1 <= int(text) <= 65535:
+    if not _PORT.fullmatch(text) or not 1 <= int(text) <= 65535:
         raise RuleError(f"port {text!r} must be a number from 1 to 65535")
     return int(text)
 

@@ -109,6 +109,10 @@ class _Reader:
             raise self.fail(field, f"must be a string, not {_kind(value)}")
         if "\x00" in value:
             raise self.fail(field, "must not contain a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape: not text anyone can run
+            raise self.fail(field, "must be valid Unicode (it holds a lone surrogate)") from None
         return value
 
     def nonempty(self, value: Any, field: str) -> str:
@@ -132,7 +136,9 @@ def _kind(value: Any) -> str:
 
 
 def _join(field: str, key: str) -> str:
-    return f"{field}.{key}" if field else key
+    # Keys come from the file: quote any that could break the one-line error or mislead the reader.
+    shown = key if key.isprintable() and key and not any(c in key for c in ". ") else repr(key)
+    return f"{field}.{shown}" if field else shown
 
 
 def _depth(value: Any, limit: int) -> int:
@@ -200,12 +206,12 @@ def load(path: str) -> Manifest:
 def parse(document: Any, path: str) -> Manifest:
     r = _Reader(path)
     top = r.obj(document, "", TOP_KEYS)
-    if "version" in top and top["version"] != 1:
+    if "version" in top and (type(top["version"]) is not int or top["version"] != 1):
         raise r.fail("version", f"must be 1, not {json.dumps(top['version'])}")
     if "name" not in top:
         raise r.fail("name", "is required (a short slug such as \"my-project\")")
     name = r.string(top["name"], "name")
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise r.fail("name", f"{name!r} must be 1-40 of a-z, 0-9 and inner hyphens")
     runtime = r.string(top.get("runtime", "docker"), "runtime")
     if runtime not in RUNTIMES:
@@ -221,7 +227,7 @@ def parse(document: Any, path: str) -> Manifest:
     egress_network = None
     if "network" in section:
         egress_network = r.nonempty(section["network"], "egress.network")
-        if not DOCKER_NAME_RE.match(egress_network):
+        if not DOCKER_NAME_RE.fullmatch(egress_network):
             raise r.fail("egress.network", f"{egress_network!r} is not a valid Docker network name")
     return Manifest(
         path=path,
@@ -240,9 +246,9 @@ def _existing(r: _Reader, value: Any, field: str, base: str, want_dir: bool) -> 
     text = r.nonempty(value, field)
     full = os.path.normpath(os.path.join(base, os.path.expanduser(text)))
     if want_dir and not os.path.isdir(full):
-        raise r.fail(field, f"{full} is not an existing directory")
+        raise r.fail(field, f"{full!r} is not an existing directory")
     if not want_dir and not os.path.isfile(full):
-        raise r.fail(field, f"{full} is not an existing file")
+        raise r.fail(field, f"{full!r} is not an existing file")
     return full
 
 
@@ -262,8 +268,8 @@ def _agent(r: _Reader, value: Any) -> Agent:
         raise r.fail("agent.env", f"must be an object, not {_kind(env_raw)}")
     env: list[tuple[str, str]] = []
     for key, val in env_raw.items():
-        field = f"agent.env.{key}"
-        if not ENV_NAME_RE.match(key):
+        field = _join("agent.env", key)
+        if not ENV_NAME_RE.fullmatch(key):
             raise r.fail(field, "is not a valid variable name (letters, digits, _; not starting with a digit)")
         if key in RESERVED_ENV:
             raise r.fail(field, "is set by claude-bottle itself and cannot be overridden")
@@ -292,7 +298,7 @@ def _egress(r: _Reader, section: dict[str, Any], base: str) -> tuple[tuple[egres
 def _resources(r: _Reader, value: Any) -> Resources:
     section = r.obj(value, "resources", RESOURCE_KEYS)
     memory = r.string(section.get("memory", DEFAULT_MEMORY), "resources.memory").lower()
-    if not MEMORY_RE.match(memory):
+    if not MEMORY_RE.fullmatch(memory):
         raise r.fail("resources.memory", f"{memory!r} must be a size such as \"512m\" or \"4g\"")
     pids = r.integer(section.get("pids", DEFAULT_PIDS), "resources.pids", 16, 1 << 20)
     cpus = section.get("cpus")

@@ -12,7 +12,7 @@ from typing import Any
 
 from claude_bottle.egress import Egress
 
-PIPELOCK_VERSION = "3.4.0"
+PIPELOCK_VERSION = "3.5.0"  # keep in step with PIPELOCK_IMAGE in bundle/Dockerfile.sidecars
 PIPELOCK_PORT = 8888  # loopback inside the bundle only: the agent must not bypass mitmdump's port gates
 PIPELOCK_LISTEN = f"127.0.0.1:{PIPELOCK_PORT}"
 # pipelock's per-domain rate limit cannot be switched off (<= 0 becomes 60/min); an agent that

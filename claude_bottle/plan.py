@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from claude_bottle import addressing, images, pipelock, smolfile
+from claude_bottle.errors import RuntimeFailure
 from claude_bottle.manifest import Manifest, Resources
 
 PROXY_PORT = 8080  # mitmdump, the bundle's only agent-facing port
@@ -112,7 +113,7 @@ class Plan:
             out["bundle"] = {"subnet": self.bundle_subnet, "gateway": self.bundle_gateway, "ip": self.bundle_ip}
             out["smolfile"] = self.smolfile
             out["smolfile_path"] = self.smolfile_path
-            out["resources"]["vm"] = {"name": self.vm_name, "labels": dict(self.labels)}
+            out["resources"]["vm"] = {"name": self.vm_name, "labels": {**dict(self.labels), f"{LABEL}.role": "vm"}}
         return out
 
 
@@ -184,7 +185,10 @@ def build(
     )
     bundle_name = f"{prefix}-bundle"
     if manifest.runtime == "smolmachines":
-        subnet, gateway, ip = addressing.first_free_subnet(manifest.name, taken_subnets)
+        try:
+            subnet, gateway, ip = addressing.first_free_subnet(manifest.name, taken_subnets)
+        except ValueError as exc:
+            raise RuntimeFailure(str(exc)) from None
         proxy_url = f"http://{ip}:{PROXY_PORT}"
         env = agent_env(manifest, proxy_url, session)
         net = Network(f"{prefix}-net", False, tagged("network"), subnet, gateway)

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if manifest.runtime == "smolmachines":
         from claude_bottle import smolvm
 
-        return smolvm.start(manifest, command, runner, state_dir())
+        return smolvm.start(manifest, command, runner, state_dir(), args.unsafe_allow_smolvm_egress_defects)
     from claude_bottle import docker
 
     return docker.start(manifest, command, runner)
