@@ -36,7 +36,10 @@ def plan_text(plan: Plan) -> str:
     if egress["ssrf_allow"]:
         lines += ["", "private addresses opened", *(f"  {c}" for c in egress["ssrf_allow"])]
     if plan.bundle_ip:
-        lines += ["", "bundle", *_rows([("subnet", plan.bundle_subnet or ""), ("ip", plan.bundle_ip)])]
+        subnet = plan.bundle_subnet or ""
+        if plan.bundle_subnet_moved_from:
+            subnet += f"  (moved off {plan.bundle_subnet_moved_from}: taken on this host)"
+        lines += ["", "bundle", *_rows([("subnet", subnet), ("ip", plan.bundle_ip)])]
     lines += ["", "would create"]
     created = [("network", n.name + ("  (internal)" if n.internal else "")) for n in plan.networks]
     created += [("container", f"{c.name}  ({c.role})") for c in plan.containers]

@@ -66,6 +66,7 @@ class Plan:
     bundle_subnet: str | None = None
     bundle_gateway: str | None = None
     bundle_ip: str | None = None
+    bundle_subnet_moved_from: str | None = None  # the slug's first choice, when a clash moved us off it
     smolfile: str | None = None
     smolfile_path: str | None = None
     vm_name: str | None = None
@@ -110,7 +111,8 @@ class Plan:
             },
         }  # fmt: skip
         if self.runtime == "smolmachines":
-            out["bundle"] = {"subnet": self.bundle_subnet, "gateway": self.bundle_gateway, "ip": self.bundle_ip}
+            out["bundle"] = {"subnet": self.bundle_subnet, "gateway": self.bundle_gateway, "ip": self.bundle_ip,
+                             "moved_from": self.bundle_subnet_moved_from}  # fmt: skip
             out["smolfile"] = self.smolfile
             out["smolfile_path"] = self.smolfile_path
             out["resources"]["vm"] = {"name": self.vm_name, "labels": {**dict(self.labels), f"{LABEL}.role": "vm"}}
@@ -189,6 +191,7 @@ def build(
             subnet, gateway, ip = addressing.first_free_subnet(manifest.name, taken_subnets)
         except ValueError as exc:
             raise RuntimeFailure(str(exc)) from None
+        first_choice = addressing.smolmachines_bundle_subnet(manifest.name)[0]
         proxy_url = f"http://{ip}:{PROXY_PORT}"
         env = agent_env(manifest, proxy_url, session)
         net = Network(f"{prefix}-net", False, tagged("network"), subnet, gateway)
@@ -202,6 +205,7 @@ def build(
             bundle_subnet=subnet,
             bundle_gateway=gateway,
             bundle_ip=ip,
+            bundle_subnet_moved_from=None if subnet == first_choice else first_choice,
             smolfile=smolfile.render(env, ip),
             smolfile_path=smolfile_path,
             vm_name=f"{prefix}-vm",

@@ -9,7 +9,8 @@ import argparse
 import json
 from dataclasses import dataclass, field
 
-from claude_bottle import docker, session
+from claude_bottle import docker, session, smolvm
+from claude_bottle.commands import start
 from claude_bottle.errors import RuntimeFailure
 from claude_bottle.plan import LABEL
 from claude_bottle.runner import Runner, SubprocessRunner
@@ -24,6 +25,7 @@ class Bottle:
     launcher: str
     containers: list[dict[str, str]] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)
+    vms: list[dict[str, str]] = field(default_factory=list)
 
 
 def _format(prefix: list[str]) -> str:
@@ -47,6 +49,9 @@ def find(runner: Runner) -> dict[str, Bottle]:
     for line in nets.stdout.splitlines():
         name, bottle, sid, _role, launcher = (line.split("\t") + [""] * 5)[:5]
         bottles.setdefault(sid, Bottle(bottle, sid, launcher)).networks.append(name)
+    # After containers and networks, so a live session keeps its bundle's launcher label.
+    for vm in smolvm.list_vms(runner):  # none when smolvm is not installed
+        bottles.setdefault(vm.session, Bottle(vm.bottle, vm.session, "")).vms.append({"name": vm.name, "state": vm.state})
     return bottles
 
 
@@ -55,7 +60,7 @@ def ps(runner: Runner, fmt: str) -> int:
     if fmt == "json":
         print(json.dumps([{"name": b.name, "session": b.session, "launcher": b.launcher,
                            "alive": session.launcher_alive(b.launcher), "containers": b.containers,
-                           "networks": b.networks} for b in bottles], indent=2))  # fmt: skip
+                           "networks": b.networks, "vms": b.vms} for b in bottles], indent=2))  # fmt: skip
         return 0
     if not bottles:
         print("no bottles")
@@ -63,7 +68,8 @@ def ps(runner: Runner, fmt: str) -> int:
     rows = [("NAME", "SESSION", "LAUNCHER", "CONTAINERS")]
     for b in bottles:
         state = "alive" if session.launcher_alive(b.launcher) else "gone (orphaned)"
-        rows.append((b.name, b.session, state, ", ".join(f"{c['role']}:{c['state']}" for c in b.containers) or "-"))
+        parts = [f"{c['role']}:{c['state']}" for c in b.containers] + [f"vm:{v['state']}" for v in b.vms]
+        rows.append((b.name, b.session, state, ", ".join(parts) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print("  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3])
@@ -79,10 +85,14 @@ def cleanup(runner: Runner, name: str | None, force: bool) -> int:
             print(f"skipping {b.name} {b.session}: its launcher ({b.launcher}) is still running (--force removes it)")
             skipped += 1
             continue
-        problems = session.teardown(runner, session.session_label(b.session))
+        vms = [v["name"] for v in b.vms]
+        problems = session.teardown(runner, session.session_label(b.session),
+                                    (lambda: [smolvm.remove_vm(runner, v) for v in vms]) if vms else None)  # fmt: skip
+        problems += smolvm.forget_session(start.state_dir(), b.name, b.session)
         for problem in problems:
             session.warn(f"cleanup {b.session}: {problem}")
-        print(f"removed {b.name} {b.session}: {len(b.containers)} container(s), {len(b.networks)} network(s)")
+        print(f"removed {b.name} {b.session}: {len(b.containers)} container(s), {len(b.networks)} network(s), "
+              f"{len(b.vms)} microVM(s)")  # fmt: skip
         removed += 1
     if not removed and not skipped:
         print("nothing to clean up")

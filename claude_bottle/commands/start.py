@@ -11,14 +11,21 @@ from claude_bottle import describe, manifest as manifest_mod, plan as plan_mod
 from claude_bottle.runner import SubprocessRunner
 
 
-def new_session_id() -> str:
-    return secrets.token_hex(4)
-
-
 def state_dir() -> str:
     """Where per-session files live on the host (outside any bottle's reach)."""
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(base, "claude-bottle")
+
+
+def _taken_subnets() -> tuple[str, ...]:
+    """What `start` would avoid, read (never changed) from Docker and the routing table; none without them."""
+    from claude_bottle import smolvm
+    from claude_bottle.errors import BottleError
+
+    try:
+        return smolvm.taken_subnets(SubprocessRunner())
+    except BottleError:
+        return ()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     command = tuple(args.agent_command)
     if args.dry_run:
         plan = plan_mod.build(
-            manifest, new_session_id(), command=command, uid=os.getuid(), gid=os.getgid(), state_dir=state_dir()
+            manifest, secrets.token_hex(4), command=command, uid=os.getuid(), gid=os.getgid(), state_dir=state_dir(),
+            taken_subnets=_taken_subnets() if manifest.runtime == "smolmachines" else (),
         )
         if args.format == "json":
             print(json.dumps(plan.to_json(), indent=2))

@@ -313,7 +313,8 @@ class JsonTest(unittest.TestCase):
         p = _smol()
         doc = self._check(p)
         self.assertEqual(doc["runtime"], "smolmachines")
-        self.assertEqual(doc["bundle"], {"subnet": p.bundle_subnet, "gateway": p.bundle_gateway, "ip": p.bundle_ip})
+        self.assertEqual(doc["bundle"], {"subnet": p.bundle_subnet, "gateway": p.bundle_gateway, "ip": p.bundle_ip,
+                                         "moved_from": None})
         self.assertEqual(doc["smolfile"], p.smolfile)
         self.assertEqual(doc["smolfile_path"], p.smolfile_path)
         self.assertEqual(doc["resources"]["vm"]["name"], p.vm_name)
