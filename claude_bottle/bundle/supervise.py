@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""PID 1 of the claude-bottle sidecar bundle: agent -> mitmdump :8080 -> pipelock :8888 -> net.
+
+`--check`: readiness probe for `docker exec` (exit 0 = ready); `--ca`: print the public CA cert.
+Stdlib only: the bundle image carries no pip packages.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+CONF_DIR = Path("/etc/claude-bottle")   # the launcher docker-cp's its config files here
+POLICY = CONF_DIR / "policy.json"
+PIPELOCK_CONFIG = CONF_DIR / "pipelock.yaml"
+STATE_DIR = Path("/var/lib/claude-bottle")
+MITM_CONFDIR = STATE_DIR / "mitm"
+CA_CERT = MITM_CONFDIR / "mitmproxy-ca-cert.pem"   # public half; mitmproxy-ca.pem holds the key
+UPSTREAM_CA = STATE_DIR / "upstream-ca.pem"
+SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+PIPELOCK_BIN = Path("/usr/local/bin/pipelock")
+ADDON = Path("/opt/claude-bottle/addon.py")
+ADDON_READY = STATE_DIR / "addon-ready"  # mitmdump's pid, written by the addon once it is enforcing
+# Loopback only, whatever the YAML says: pipelock does no TLS inspection, so the
+# agent must never reach it except through mitmdump.
+PIPELOCK_LISTEN = "127.0.0.1:8888"
+PIPELOCK_URL = f"http://{PIPELOCK_LISTEN}"
+HEALTH_URL = f"{PIPELOCK_URL}/health"
+MITM_PORT = 8080
+STOP_GRACE_S = 5.0   # then SIGKILL; well inside `docker stop`'s default 10 s
+STABLE_S = 30.0      # a child that ran this long starts its backoff afresh
+# Base64 body only: a match can never span into a "-----BEGIN PRIVATE KEY-----" block.
+CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----")
+
+
+def log(msg: str) -> None:
+    print(f"claude-bottle-supervise: {msg}", file=sys.stderr, flush=True)
+
+
+def backoff_delay(failures: int, base: float = 0.5, cap: float = 8.0) -> float:
+    """Delay before restarting after the `failures`-th crash in a row: 0.5, 1, 2, 4, 8, 8..."""
+    return 0.0 if failures <= 0 else min(cap, base * 2 ** min(failures - 1, 16))
+
+
+def pipelock_argv(binary: str = str(PIPELOCK_BIN), config: str = str(PIPELOCK_CONFIG),
+                  listen: str = PIPELOCK_LISTEN) -> list[str]:
+    return [binary, "run", "--config", config, "--listen", listen]
+
+
+def mitmdump_argv(upstream: str | None, *, confdir: str = str(MITM_CONFDIR),
+                  addon: str = str(ADDON), port: int = MITM_PORT, listen_host: str = "0.0.0.0",
+                  upstream_ca: str | None = None) -> list[str]:
+    # The mode is always explicit: the addon refuses any mode but regular and upstream.
+    argv = ["mitmdump", "--mode", f"upstream:{upstream}" if upstream else "regular"]
+    argv += ["--listen-host", listen_host, "-p", str(port), "--set", f"confdir={confdir}",
+             # only the bottle's networks reach :8080; TSI clients need not look "local"
+             "--set", "block_global=false",
+             # stdout carries the addon's JSON decision lines and nothing else
+             "--set", "flow_detail=0", "--set", "termlog_verbosity=warn"]
+    if upstream_ca:
+        argv += ["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"]
+    return argv + ["-s", addon]
+
+
+def cert_blocks(pem_text: str) -> str:
+    """Only the CERTIFICATE blocks of a PEM text, so a private key can never slip out."""
+    return "".join(m.group(0) + "\n" for m in CERT_RE.finditer(pem_text))
+
+
+def upstream_ca_bundle(system_pem: str, extra_pem: str) -> str:
+    """System trust plus the policy's CA (mitmdump's option replaces its store, not adds)."""
+    extra = cert_blocks(extra_pem)
+    if not extra:
+        raise ValueError("upstream_trusted_ca holds no PEM certificate")
+    return system_pem.rstrip("\n") + "\n" + extra
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool] = lambda: True   # gate checked before each (re)start
+    proc: subprocess.Popen[bytes] | None = None
+    failures: int = 0
+    started_at: float = 0.0
+    next_start: float = 0.0
+
+
+class Supervisor:
+    def __init__(self, children: list[Child]) -> None:
+        self.children = children
+        self.stopping = self.signalled = False
+        self.deadline, self.stop_signal = 0.0, signal.SIGTERM
+
+    def send(self, signum: int) -> None:
+        for c in self.children:
+            try:
+                if c.proc is not None:
+                    os.kill(c.proc.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def on_signal(self, signum: int, _frame: object) -> None:
+        if signum == signal.SIGHUP:
+            self.send(signum)   # pipelock reloads its config on SIGHUP
+        elif not self.stopping:   # SIGTERM/SIGINT: the main loop passes it on
+            self.stopping, self.stop_signal = True, signal.Signals(signum)
+            self.deadline = time.monotonic() + STOP_GRACE_S
+            log(f"{self.stop_signal.name}: stopping children")
+
+    def reap(self) -> None:
+        while True:   # as PID 1 we inherit every orphan in the container: reap them all
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            for c in self.children:
+                if c.proc is not None and c.proc.pid == pid:
+                    self.exited(c, os.waitstatus_to_exitcode(status))
+
+    def exited(self, c: Child, code: int) -> None:
+        assert c.proc is not None
+        c.proc.returncode, c.proc = code, None   # reaped here: Popen must not poll it
+        if self.stopping:
+            log(f"{c.name} stopped ({code})")
+            return
+        now = time.monotonic()
+        c.failures = 1 if now - c.started_at >= STABLE_S else c.failures + 1
+        c.next_start = now + backoff_delay(c.failures)
+        log(f"{c.name} exited ({code}); restart #{c.failures} in {backoff_delay(c.failures):g}s")
+
+    def start_due(self) -> None:
+        now = time.monotonic()
+        for c in self.children:
+            if c.proc is not None or now < c.next_start:
+                continue
+            if not c.ready():
+                c.next_start = now + 0.5
+                continue
+            try:   # stdout/stderr inherited: child logs reach `docker logs` unchanged
+                c.proc, c.started_at = subprocess.Popen(c.argv), now
+                log(f"started {c.name} (pid {c.proc.pid}): {' '.join(c.argv)}")
+            except OSError as e:
+                c.failures += 1
+                c.next_start = now + backoff_delay(c.failures)
+                log(f"cannot start {c.name}: {e}")
+
+    def run(self) -> int:
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(s, self.on_signal)
+        while True:
+            self.reap()
+            if not self.stopping:
+                self.start_due()
+            elif all(c.proc is None for c in self.children):
+                return 0
+            elif not self.signalled:   # sent from here, so no child is half-started
+                self.send(self.stop_signal)
+                self.signalled = True
+            elif time.monotonic() >= self.deadline:
+                log(f"children ignored {self.stop_signal.name} for {STOP_GRACE_S:g}s: SIGKILL")
+                self.send(signal.SIGKILL)
+                self.deadline = float("inf")
+            time.sleep(0.2)
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore *_PROXY
+    try:
+        with opener.open(url, timeout=timeout) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def read_ca() -> str:
+    try:
+        return cert_blocks(CA_CERT.read_text())
+    except OSError:
+        return ""
+
+
+def addon_running(marker: Path = ADDON_READY) -> bool:
+    """The addon wrote its mitmdump's pid, and that process is still the one running."""
+    try:
+        pid = int(marker.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def check() -> int:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        mitm_up = sock.connect_ex(("127.0.0.1", MITM_PORT)) == 0
+    for failed, reason in ((PIPELOCK_BIN.exists() and not http_ok(HEALTH_URL),
+                            f"pipelock {HEALTH_URL} did not answer 200"),
+                           (not mitm_up, f"mitmdump does not accept TCP on 127.0.0.1:{MITM_PORT}"),
+                           (not read_ca(), f"no CA certificate at {CA_CERT}"),
+                           (not addon_running(), "the mitmdump addon has not reported ready")):
+        if failed:
+            print(f"not ready: {reason}", file=sys.stderr)
+            return 1
+    print("ok")
+    return 0
+
+
+def print_ca() -> int:
+    pem = read_ca()
+    if not pem:
+        print(f"no CA certificate at {CA_CERT}", file=sys.stderr)
+        return 1
+    sys.stdout.write(pem)
+    return 0
+
+
+def serve() -> int:
+    os.environ["CLAUDE_BOTTLE_ADDON_READY"] = str(ADDON_READY)  # inherited by mitmdump, read by the addon
+    try:   # fail closed: without its policy the bundle must not forward anything
+        policy = json.loads(POLICY.read_text())
+        if not isinstance(policy, dict):
+            raise ValueError(f"{POLICY} is not a JSON object")
+        extra_ca = policy.get("upstream_trusted_ca")
+        upstream_ca = str(UPSTREAM_CA) if extra_ca else None
+        if extra_ca:
+            UPSTREAM_CA.write_text(upstream_ca_bundle(SYSTEM_CA.read_text(), str(extra_ca)))
+        MITM_CONFDIR.mkdir(parents=True, exist_ok=True)
+        if PIPELOCK_BIN.exists() and not PIPELOCK_CONFIG.is_file():
+            raise ValueError(f"pipelock is present but {PIPELOCK_CONFIG} is missing")
+    except (OSError, ValueError) as e:
+        log(f"cannot start: {e}")
+        return 1
+    if PIPELOCK_BIN.exists():
+        children = [Child("pipelock", pipelock_argv()),
+                    Child("mitmdump", mitmdump_argv(PIPELOCK_URL, upstream_ca=upstream_ca),
+                          ready=lambda: http_ok(HEALTH_URL))]
+    else:
+        log("!!! WARNING: pipelock is ABSENT from this image: mitmdump connects out directly "
+            "and only the mitmdump addon guards egress (a dev/CI build, not for real use) !!!")
+        children = [Child("mitmdump", mitmdump_argv(None, upstream_ca=upstream_ca))]
+    return Supervisor(children).run()
+
+
+def main(argv: list[str]) -> int:
+    probes = {"--check": check, "--ca": print_ca}
+    if len(argv) == 1 and argv[0] in probes:
+        return probes[argv[0]]()
+    if argv:
+        print("usage: supervise.py [--check | --ca]", file=sys.stderr)
+        return 2
+    return serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

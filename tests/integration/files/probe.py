@@ -1,0 +1,72 @@
+"""Runs inside a bottle's agent container and tries everything an agent might, printing JSON results.
+
+Usage: probe.py ALLOWED_IP DENIED_IP DNS_NAME
+"""
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+allowed, denied, dns_name = sys.argv[1:4]
+results: dict[str, object] = {}
+
+
+def fetch(url: str) -> dict[str, object]:
+    try:
+        with urllib.request.urlopen(url, timeout=15) as resp:
+            return {"status": resp.status, "body": resp.read().decode(errors="replace")}
+    except urllib.error.HTTPError as exc:
+        return {"status": exc.code, "body": exc.read().decode(errors="replace")}
+    except Exception as exc:
+        return {"status": None, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def connect(host: str, port: int) -> str:
+    try:
+        with socket.create_connection((host, port), timeout=4):
+            return "connected"
+    except OSError as exc:
+        return f"failed: {exc}"
+
+
+def curl(url: str) -> dict[str, object]:
+    proc = subprocess.run(["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "--max-time", "15", url],
+                          capture_output=True, text=True)
+    body, _, code = proc.stdout.rpartition("\n")
+    return {"rc": proc.returncode, "code": code, "body": body, "stderr": proc.stderr.strip()}
+
+
+results["http_allowed"] = fetch(f"http://{allowed}/")
+results["https_allowed"] = fetch(f"https://{allowed}/")
+results["curl_https_allowed"] = curl(f"https://{allowed}/")
+results["http_denied_host"] = fetch(f"http://{denied}/")
+results["https_denied_host"] = fetch(f"https://{denied}/")
+results["http_denied_port"] = fetch(f"http://{allowed}:8081/")
+results["https_denied_port"] = fetch(f"https://{allowed}:8443/")
+results["direct_allowed_80"] = connect(allowed, 80)
+results["direct_denied_80"] = connect(denied, 80)
+results["direct_bundle_pipelock"] = connect("bundle", 8888)
+try:
+    results["dns"] = socket.getaddrinfo(dns_name, 443)[0][4][0]
+except OSError as exc:
+    results["dns"] = f"failed: {exc}"
+with open("/proc/self/status") as status:
+    fields = dict(line.split(":\t", 1) for line in status.read().splitlines() if ":\t" in line)
+results["uid"] = os.getuid()
+results["cap_eff"] = fields.get("CapEff", "").strip()
+results["no_new_privs"] = fields.get("NoNewPrivs", "").strip()
+results["docker_socket"] = os.path.exists("/var/run/docker.sock")
+results["env_names"] = sorted(os.environ)
+results["ca_file"] = open(os.environ["SSL_CERT_FILE"]).read()
+try:
+    with open("/workspace/written-by-agent.txt", "w") as out:
+        out.write("hello from the bottle\n")
+    results["workspace_write"] = "ok"
+except OSError as exc:
+    results["workspace_write"] = f"failed: {exc}"
+print("PROBE-RESULT " + json.dumps(results))

@@ -1,0 +1,155 @@
+"""Shared pieces of the integration tests: Docker availability, images, the launcher as a subprocess.
+
+On a laptop without Docker these tests skip with a reason; CI sets CLAUDE_BOTTLE_REQUIRE_DOCKER=1 so a
+missing engine, image or tool fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+from typing import Any
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+AGENT_TEST_IMAGE = os.environ.get("CLAUDE_BOTTLE_TEST_AGENT_IMAGE", "claude-bottle/agent-test:dev")
+TEST_LABEL = "org.claude-bottle.test=1"
+REQUIRED = os.environ.get("CLAUDE_BOTTLE_REQUIRE_DOCKER") == "1"
+# CI here cannot build pipelock (the module proxy refuses it); .ci/run declares that, by name, and the
+# tests then check the declaration is true rather than skip silently.
+PIPELOCK_DECLARED_ABSENT = os.environ.get("CLAUDE_BOTTLE_PIPELOCK") == "absent"
+
+
+def sh(argv: list[str], timeout: float = 120, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return proc
+
+
+def unavailable(reason: str) -> None:
+    if REQUIRED:
+        raise AssertionError(f"required for CI but missing: {reason}")
+    raise unittest.SkipTest(reason)
+
+
+def require_docker() -> None:
+    if shutil.which("docker") is None:
+        unavailable("docker CLI not installed")
+    if subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode != 0:
+        unavailable("Docker daemon not reachable")
+
+
+def sidecars_image() -> str:
+    out = sh([sys.executable, "-m", "claude_bottle", "build", "--print-tag"], cwd=REPO)
+    return out.stdout.strip()
+
+
+def require_images() -> str:
+    require_docker()
+    tag = sidecars_image()
+    for image in (tag, AGENT_TEST_IMAGE):
+        if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode != 0:
+            unavailable(f"image {image} missing; run .ci/build-images")
+    return tag
+
+
+def launcher_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO
+    if PIPELOCK_DECLARED_ABSENT:
+        env["CLAUDE_BOTTLE_ALLOW_NO_PIPELOCK"] = "1"
+    env.update(extra)
+    return env
+
+
+def labelled(bottle: str) -> list[str]:
+    """Every container and network carrying this bottle's label (what must be gone after a run)."""
+    found: list[str] = []
+    for argv in (
+        ["docker", "ps", "-aq", "--filter", f"label=org.claude-bottle.bottle={bottle}"],
+        ["docker", "network", "ls", "-q", "--filter", f"label=org.claude-bottle.bottle={bottle}"],
+    ):
+        found += sh(argv).stdout.split()
+    return found
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+class Scratch:
+    """A temp dir plus Docker objects labelled as test fixtures, all removed by close()."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="cb-itest-")
+        self.containers: list[str] = []
+        self.networks: list[str] = []
+
+    def network(self, name: str, *extra: str) -> str:
+        sh(["docker", "network", "create", "--label", TEST_LABEL, *extra, name])
+        self.networks.append(name)
+        return name
+
+    def container(self, name: str, *argv: str) -> str:
+        self.containers.append(name)
+        sh(["docker", "run", "-d", "--name", name, "--label", TEST_LABEL, *argv])
+        return name
+
+    def ip(self, container: str, network: str) -> str:
+        fmt = "{{json .NetworkSettings.Networks}}"
+        nets = json.loads(sh(["docker", "inspect", "--format", fmt, container]).stdout)
+        return nets[network]["IPAddress"]
+
+    def write(self, name: str, content: str, mode: int = 0o644) -> str:
+        path = os.path.join(self.dir, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as handle:
+            handle.write(content)
+        os.chmod(path, mode)
+        return path
+
+    def manifest(self, doc: dict[str, Any], name: str = "manifest.json") -> str:
+        return self.write(name, json.dumps(doc))
+
+    def close(self) -> None:
+        if self.containers:
+            subprocess.run(["docker", "rm", "-f", *self.containers], capture_output=True, timeout=120)
+        for net in self.networks:
+            subprocess.run(["docker", "network", "rm", net], capture_output=True, timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def make_tls(scratch: Scratch, ip: str) -> tuple[str, str, str]:
+    """A test CA and a server cert for `ip` (IP SAN), made with the openssl CLI. Returns paths."""
+    if shutil.which("openssl") is None:
+        unavailable("openssl CLI not installed")
+    d = scratch.dir
+    ca_key, ca_pem = os.path.join(d, "ca.key"), os.path.join(d, "ca.pem")
+    key, csr, crt = os.path.join(d, "srv.key"), os.path.join(d, "srv.csr"), os.path.join(d, "srv.pem")
+    ext = scratch.write("srv.ext", f"subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\n"
+                                    "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")  # fmt: skip
+    sh(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=cb test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "-keyout", ca_key, "-out", ca_pem])  # fmt: skip
+    sh(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={ip}", "-keyout", key, "-out", csr])
+    sh(["openssl", "x509", "-req", "-in", csr, "-CA", ca_pem, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
+        "-extfile", ext, "-out", crt])  # fmt: skip
+    for path in (key, crt, ca_pem):
+        os.chmod(path, 0o644)  # read by the upstream container's server
+    return ca_pem, crt, key

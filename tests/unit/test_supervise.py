@@ -1,0 +1,235 @@
+"""Unit tests for claude_bottle/bundle/supervise.py (the bundle's PID 1).
+
+The file runs inside the bundle image as a script, so it is loaded from its
+path rather than imported as a package module.
+"""
+import contextlib
+import importlib.util
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import unittest
+from pathlib import Path
+from unittest import mock
+
+SUPERVISE = Path(__file__).resolve().parents[2] / "claude_bottle" / "bundle" / "supervise.py"
+
+
+def load_supervise():
+    spec = importlib.util.spec_from_file_location("cb_bundle_supervise", SUPERVISE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+sup = load_supervise()
+
+CERT = textwrap.dedent("""\
+    -----BEGIN CERTIFICATE-----
+    MIIBszCCAVmgAwIBAgIUQk1c
+    dGVzdA==
+    -----END CERTIFICATE-----
+    """)
+CERT2 = CERT.replace("dGVzdA==", "b3RoZXI=")
+KEY = textwrap.dedent("""\
+    -----BEGIN PRIVATE KEY-----
+    c2VjcmV0LWtleS1tYXRlcmlhbA==
+    -----END PRIVATE KEY-----
+    """)
+
+
+class BackoffTest(unittest.TestCase):
+    def test_doubles_from_half_a_second_to_eight(self):
+        self.assertEqual([sup.backoff_delay(n) for n in range(1, 8)],
+                         [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0])
+
+    def test_no_delay_before_any_failure(self):
+        self.assertEqual(sup.backoff_delay(0), 0.0)
+        self.assertEqual(sup.backoff_delay(-3), 0.0)
+
+    def test_huge_failure_counts_stay_capped(self):
+        self.assertEqual(sup.backoff_delay(10_000), 8.0)
+
+    def test_base_and_cap_are_parameters(self):
+        self.assertEqual(sup.backoff_delay(3, base=1.0, cap=3.0), 3.0)
+
+
+class ArgvTest(unittest.TestCase):
+    def test_pipelock_runs_its_config_on_loopback(self):
+        self.assertEqual(sup.pipelock_argv(), [
+            "/usr/local/bin/pipelock", "run", "--config", "/etc/claude-bottle/pipelock.yaml",
+            "--listen", "127.0.0.1:8888"])
+
+    def test_pipelock_argv_parameters(self):
+        self.assertEqual(sup.pipelock_argv("pl", "c.yaml", "127.0.0.1:1"),
+                         ["pl", "run", "--config", "c.yaml", "--listen", "127.0.0.1:1"])
+
+    def test_mitmdump_upstream_mode_chains_to_pipelock(self):
+        argv = sup.mitmdump_argv("http://127.0.0.1:8888")
+        self.assertEqual(argv[:3], ["mitmdump", "--mode", "upstream:http://127.0.0.1:8888"])
+        self.assertIn("--listen-host", argv)
+        self.assertEqual(argv[argv.index("--listen-host") + 1], "0.0.0.0")
+        self.assertEqual(argv[argv.index("-p") + 1], "8080")
+        sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+        self.assertIn("confdir=/var/lib/claude-bottle/mitm", sets)
+        self.assertIn("block_global=false", sets)
+        self.assertFalse(any(s.startswith("ssl_verify_upstream_trusted_ca") for s in sets))
+        self.assertEqual(argv[-2:], ["-s", "/opt/claude-bottle/addon.py"])
+
+    def test_mitmdump_regular_mode_without_pipelock(self):
+        argv = sup.mitmdump_argv(None)
+        self.assertNotIn("--mode", argv)
+        self.assertEqual(argv[0], "mitmdump")
+        self.assertEqual(argv[-2:], ["-s", "/opt/claude-bottle/addon.py"])
+
+    def test_mitmdump_trusts_the_upstream_ca_bundle(self):
+        argv = sup.mitmdump_argv(None, upstream_ca="/var/lib/claude-bottle/upstream-ca.pem",
+                                 confdir="/c", addon="/a.py", port=9, listen_host="127.0.0.1")
+        self.assertEqual(argv, [
+            "mitmdump", "--listen-host", "127.0.0.1", "-p", "9", "--set", "confdir=/c",
+            "--set", "block_global=false",
+            "--set", "ssl_verify_upstream_trusted_ca=/var/lib/claude-bottle/upstream-ca.pem",
+            "-s", "/a.py"])
+
+
+class PemTest(unittest.TestCase):
+    def test_cert_blocks_drop_private_keys(self):
+        out = sup.cert_blocks(KEY + CERT + "trailing junk\n" + KEY)
+        self.assertEqual(out, CERT)
+        self.assertNotIn("PRIVATE", out)
+
+    def test_cert_blocks_keep_every_certificate(self):
+        self.assertEqual(sup.cert_blocks(CERT + KEY + CERT2), CERT + CERT2)
+
+    def test_unterminated_cert_cannot_swallow_a_key(self):
+        broken = "-----BEGIN CERTIFICATE-----\nAAAA\n" + KEY + "-----END CERTIFICATE-----\n"
+        self.assertEqual(sup.cert_blocks(broken), "")
+
+    def test_cert_blocks_accept_crlf(self):
+        self.assertEqual(sup.cert_blocks(CERT.replace("\n", "\r\n")).count("BEGIN CERTIFICATE"), 1)
+
+    def test_upstream_bundle_appends_the_extra_ca_to_system_trust(self):
+        bundle = sup.upstream_ca_bundle(CERT2 + "\n\n", "comment\n" + CERT + KEY)
+        self.assertEqual(bundle, CERT2 + CERT)
+
+    def test_upstream_bundle_rejects_text_without_certificate(self):
+        with self.assertRaises(ValueError):
+            sup.upstream_ca_bundle(CERT, "not a pem")
+        with self.assertRaises(ValueError):
+            sup.upstream_ca_bundle(CERT, KEY)
+
+
+class ProbeTest(unittest.TestCase):
+    """--check and --ca against temporary files and a loopback listener."""
+
+    def setUp(self):
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.dir = Path(tmp.name)
+        self.ca = self.dir / "mitmproxy-ca-cert.pem"
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(self.listener.close)
+        for name, value in (("CA_CERT", self.ca), ("PIPELOCK_BIN", self.dir / "no-pipelock"),
+                            ("MITM_PORT", self.listener.getsockname()[1])):
+            patcher = mock.patch.object(sup, name, value)
+            patcher.start()
+            self.addCleanup(patcher.stop)
+
+    def run_main(self, *argv):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = sup.main(list(argv))
+        return code, out.getvalue(), err.getvalue()
+
+    def test_check_passes_with_listener_and_ca(self):
+        self.ca.write_text(CERT)
+        self.assertEqual(self.run_main("--check")[0], 0)
+
+    def test_check_fails_without_ca(self):
+        code, _, err = self.run_main("--check")
+        self.assertEqual(code, 1)
+        self.assertIn("no CA certificate", err)
+        self.assertEqual(len(err.strip().splitlines()), 1)
+
+    def test_check_fails_when_mitmdump_is_not_listening(self):
+        self.ca.write_text(CERT)
+        self.listener.close()
+        code, _, err = self.run_main("--check")
+        self.assertEqual(code, 1)
+        self.assertIn("mitmdump does not accept TCP", err)
+
+    def test_check_asks_pipelock_health_when_present(self):
+        self.ca.write_text(CERT)
+        with mock.patch.object(sup, "PIPELOCK_BIN", self.ca), \
+                mock.patch.object(sup, "http_ok", return_value=False) as http_ok:
+            code, _, err = self.run_main("--check")
+        self.assertEqual(code, 1)
+        http_ok.assert_called_once_with("http://127.0.0.1:8888/health")
+        self.assertIn("pipelock", err)
+
+    def test_ca_prints_the_certificate_never_the_key(self):
+        self.ca.write_text(KEY + CERT)
+        code, out, _ = self.run_main("--ca")
+        self.assertEqual((code, out), (0, CERT))
+
+    def test_ca_fails_without_certificate(self):
+        self.assertEqual(self.run_main("--ca")[0], 1)
+
+    def test_unknown_arguments_are_usage_errors(self):
+        self.assertEqual(self.run_main("--bogus")[0], 2)
+
+
+DRIVER = textwrap.dedent("""\
+    import importlib.util, sys
+    spec = importlib.util.spec_from_file_location("sv", sys.argv[1])
+    sv = importlib.util.module_from_spec(spec); sys.modules["sv"] = sv
+    spec.loader.exec_module(sv)
+    sv.STOP_GRACE_S = 1.0
+    py, tmp = sys.executable, sys.argv[2]
+    crash = "open(%r, 'a').write('x'); raise SystemExit(3)" % (tmp + "/starts",)
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); " \\
+               "open(%r, 'w').write('up'); time.sleep(60)" % (tmp + "/stubborn",)
+    sys.exit(sv.Supervisor([sv.Child("crash", [py, "-c", crash]),
+                            sv.Child("stubborn", [py, "-c", stubborn])]).run())
+    """)
+
+
+class SupervisorLoopTest(unittest.TestCase):
+    """The real loop, with real child processes, in a subprocess of its own."""
+
+    def test_restarts_with_backoff_then_stops_cleanly(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(SUPERVISE), tmp],
+                                    stderr=subprocess.PIPE, text=True)
+            try:
+                deadline = time.monotonic() + 10
+                while not os.path.exists(f"{tmp}/stubborn") and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                time.sleep(2.5)
+                proc.send_signal(signal.SIGTERM)
+                t0 = time.monotonic()
+                _, err = proc.communicate(timeout=10)
+                elapsed = time.monotonic() - t0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            starts = len(Path(f"{tmp}/starts").read_text())
+        self.assertEqual(proc.returncode, 0, err)
+        # Starts at ~0, 0.5, 1.5 s (the next at 3.5 s): backoff, not a hot loop.
+        self.assertTrue(2 <= starts <= 4, f"{starts} starts in ~2.5 s\n{err}")
+        self.assertIn("restart #2 in 1s", err)
+        # The child that ignores SIGTERM is killed after the grace period.
+        self.assertIn("SIGKILL", err)
+        self.assertLess(elapsed, 5.0)
+
+
+if __name__ == "__main__":
+    unittest.main()
