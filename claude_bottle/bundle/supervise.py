@@ -189,10 +189,10 @@ def read_ca() -> str:
         return ""
 
 
-def addon_running(marker: Path = ADDON_READY) -> bool:
-    """The addon wrote its mitmdump's pid, and that process is still the one running."""
+def addon_running() -> bool:
+    """The addon wrote its mitmdump's pid, and that process is still running."""
     try:
-        pid = int(marker.read_text().strip())
+        pid = int(ADDON_READY.read_text().strip())
         os.kill(pid, 0)
     except (OSError, ValueError):
         return False

@@ -85,7 +85,7 @@ class ArgvTest(unittest.TestCase):
 
     def test_mitmdump_regular_mode_without_pipelock(self):
         argv = sup.mitmdump_argv(None)
-        self.assertNotIn("--mode", argv)
+        self.assertEqual(argv[1:3], ["--mode", "regular"])  # explicit: the addon refuses other modes
         self.assertEqual(argv[0], "mitmdump")
         self.assertEqual(argv[-2:], ["-s", "/opt/claude-bottle/addon.py"])
 
@@ -93,8 +93,8 @@ class ArgvTest(unittest.TestCase):
         argv = sup.mitmdump_argv(None, upstream_ca="/var/lib/claude-bottle/upstream-ca.pem",
                                  confdir="/c", addon="/a.py", port=9, listen_host="127.0.0.1")
         self.assertEqual(argv, [
-            "mitmdump", "--listen-host", "127.0.0.1", "-p", "9", "--set", "confdir=/c",
-            "--set", "block_global=false",
+            "mitmdump", "--mode", "regular", "--listen-host", "127.0.0.1", "-p", "9", "--set", "confdir=/c",
+            "--set", "block_global=false", "--set", "flow_detail=0", "--set", "termlog_verbosity=warn",
             "--set", "ssl_verify_upstream_trusted_ca=/var/lib/claude-bottle/upstream-ca.pem",
             "-s", "/a.py"])
 
@@ -136,8 +136,10 @@ class ProbeTest(unittest.TestCase):
         self.ca = self.dir / "mitmproxy-ca-cert.pem"
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.addCleanup(self.listener.close)
+        self.marker = self.dir / "addon-ready"
+        self.marker.write_text(f"{os.getpid()}\n")  # a live pid: the addon "is running"
         for name, value in (("CA_CERT", self.ca), ("PIPELOCK_BIN", self.dir / "no-pipelock"),
-                            ("MITM_PORT", self.listener.getsockname()[1])):
+                            ("MITM_PORT", self.listener.getsockname()[1]), ("ADDON_READY", self.marker)):
             patcher = mock.patch.object(sup, name, value)
             patcher.start()
             self.addCleanup(patcher.stop)
@@ -151,6 +153,21 @@ class ProbeTest(unittest.TestCase):
     def test_check_passes_with_listener_and_ca(self):
         self.ca.write_text(CERT)
         self.assertEqual(self.run_main("--check")[0], 0)
+
+    def test_check_fails_until_the_addon_reports_ready(self):
+        self.ca.write_text(CERT)
+        self.marker.unlink()
+        code, _, err = self.run_main("--check")
+        self.assertEqual(code, 1)
+        self.assertIn("addon has not reported ready", err)
+
+    def test_check_fails_when_the_ready_pid_is_gone(self):
+        # A mitmdump restarted with a broken addon leaves the old, dead pid behind.
+        self.ca.write_text(CERT)
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        self.marker.write_text(f"{dead.pid}\n")
+        self.assertEqual(self.run_main("--check")[0], 1)
 
     def test_check_fails_without_ca(self):
         code, _, err = self.run_main("--check")
