@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from typing import Iterable
+from collections.abc import Iterable
 
 # 192.168.17.x is skipped: it is a common collision with home routers and VPNs.
 SKIPPED_THIRD_OCTETS = frozenset({17})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from claude_bottle import __version__
 from claude_bottle.errors import EXIT_USAGE, BottleError, Interrupted

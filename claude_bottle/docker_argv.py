@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import tarfile
-from typing import Iterable
+from collections.abc import Iterable
 
 from claude_bottle.plan import AGENT_HOME, BUNDLE_ALIAS, Container, Network, Plan
 

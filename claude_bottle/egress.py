@@ -14,11 +14,10 @@ that address, and nothing wider.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 WEB_PORTS: tuple[int, ...] = (80, 443)
 SSH_PORT = 22
@@ -283,6 +282,8 @@ def expand(entries: list[object], on_error: Callable[[int, str], Exception]) -> 
         if isinstance(entry, str) and entry.startswith("@"):
             members = PRESETS.get(entry)
             if members is None:
+                import difflib  # only on this error path: it is slow to import
+
                 close = difflib.get_close_matches(entry, PRESETS, n=1)
                 hint = f" (did you mean {close[0]}?)" if close else f"; known: {', '.join(sorted(PRESETS))}"
                 raise on_error(index, f"unknown preset {entry!r}{hint}")

@@ -5,12 +5,13 @@ Every error names the file and the field (`egress.allow[2]`), and unknown keys g
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+TYPE_CHECKING = False  # typing costs a few ms at start-up; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 from claude_bottle import egress, images
 from claude_bottle.errors import ManifestError
@@ -99,7 +100,7 @@ class _Reader:
             raise self.fail(field or "(top level)", f"must be an object, not {_kind(value)}")
         for key in value:
             if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
+                close = _close(key, known)
                 hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(known)}"
                 raise self.fail(_join(field, key), f"unknown key{hint}")
         return value
@@ -127,6 +128,12 @@ class _Reader:
         if not low <= value <= high:
             raise self.fail(field, f"must be from {low} to {high}, not {value}")
         return value
+
+
+def _close(word: str, known: tuple[str, ...]) -> list[str]:
+    import difflib  # only on error paths: it is slow to import
+
+    return difflib.get_close_matches(word, known, n=1)
 
 
 def _kind(value: Any) -> str:
@@ -215,7 +222,7 @@ def parse(document: Any, path: str) -> Manifest:
         raise r.fail("name", f"{name!r} must be 1-40 of a-z, 0-9 and inner hyphens")
     runtime = r.string(top.get("runtime", "docker"), "runtime")
     if runtime not in RUNTIMES:
-        close = difflib.get_close_matches(runtime, RUNTIMES, n=1)
+        close = _close(runtime, RUNTIMES)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise r.fail("runtime", f"must be one of {', '.join(RUNTIMES)}, not {runtime!r}{hint}")
     base = os.path.dirname(path)

@@ -8,7 +8,9 @@ that gives safe quoting of every host for free.
 from __future__ import annotations
 
 import json
-from typing import Any
+TYPE_CHECKING = False  # typing costs a few ms at start-up; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 from claude_bottle.egress import Egress
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+TYPE_CHECKING = False  # typing costs a few ms at start-up; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 from claude_bottle import addressing, images, pipelock, smolfile
 from claude_bottle.errors import RuntimeFailure

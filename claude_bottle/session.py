@@ -7,12 +7,11 @@ label, so a resource created just as a signal arrived is still found, and runnin
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import socket
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from claude_bottle import docker_argv
 from claude_bottle.errors import Interrupted
@@ -23,7 +22,7 @@ HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def new_id() -> str:
-    return secrets.token_hex(4)
+    return os.urandom(4).hex()
 
 
 def launcher_id() -> str:

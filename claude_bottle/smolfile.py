@@ -5,7 +5,7 @@ smolvm rejects unknown keys in every table, so nothing optional is ever written.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def toml_string(value: str) -> str:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 
-from claude_bottle import describe, manifest as manifest_mod, plan as plan_mod
-from claude_bottle.runner import SubprocessRunner
+from claude_bottle import manifest as manifest_mod, plan as plan_mod
 
 
 def state_dir() -> str:
@@ -21,6 +19,7 @@ def _taken_subnets() -> tuple[str, ...]:
     """What `start` would avoid, read (never changed) from Docker and the routing table; none without them."""
     from claude_bottle import smolvm
     from claude_bottle.errors import BottleError
+    from claude_bottle.runner import SubprocessRunner
 
     try:
         return smolvm.taken_subnets(SubprocessRunner())
@@ -33,14 +32,18 @@ def run(args: argparse.Namespace) -> int:
     command = tuple(args.agent_command)
     if args.dry_run:
         plan = plan_mod.build(
-            manifest, secrets.token_hex(4), command=command, uid=os.getuid(), gid=os.getgid(), state_dir=state_dir(),
+            manifest, os.urandom(4).hex(), command=command, uid=os.getuid(), gid=os.getgid(), state_dir=state_dir(),
             taken_subnets=_taken_subnets() if manifest.runtime == "smolmachines" else (),
         )
         if args.format == "json":
             print(json.dumps(plan.to_json(), indent=2))
         else:
+            from claude_bottle import describe
+
             print(describe.plan_text(plan), end="")
         return 0
+    from claude_bottle.runner import SubprocessRunner
+
     runner = SubprocessRunner()
     if manifest.runtime == "smolmachines":
         from claude_bottle import smolvm

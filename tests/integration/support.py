@@ -19,7 +19,7 @@ from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AGENT_TEST_IMAGE = os.environ.get("CLAUDE_BOTTLE_TEST_AGENT_IMAGE", "claude-bottle/agent-test:dev")
-TEST_LABEL = "org.claude-bottle.test=1"
+TEST_LABEL = "org.claude-bottle.test=1"  # fixtures made outside a Scratch
 REQUIRED = os.environ.get("CLAUDE_BOTTLE_REQUIRE_DOCKER") == "1"
 # CI here cannot build pipelock (the module proxy refuses it); .ci/run declares that, by name, and the
 # tests then check the declaration is true rather than skip silently.
@@ -85,21 +85,18 @@ def unique_name(prefix: str) -> str:
 
 
 class Scratch:
-    """A temp dir plus Docker objects labelled as test fixtures, all removed by close()."""
+    """A temp dir plus Docker objects labelled as this scratch's fixtures, all removed by close()."""
 
     def __init__(self) -> None:
         self.dir = tempfile.mkdtemp(prefix="cb-itest-")
-        self.containers: list[str] = []
-        self.networks: list[str] = []
+        self.label = f"org.claude-bottle.test={os.path.basename(self.dir)}"
 
     def network(self, name: str, *extra: str) -> str:
-        sh(["docker", "network", "create", "--label", TEST_LABEL, *extra, name])
-        self.networks.append(name)
+        sh(["docker", "network", "create", "--label", self.label, *extra, name])
         return name
 
     def container(self, name: str, *argv: str) -> str:
-        self.containers.append(name)
-        sh(["docker", "run", "-d", "--name", name, "--label", TEST_LABEL, *argv])
+        sh(["docker", "run", "-d", "--name", name, "--label", self.label, *argv])
         return name
 
     def ip(self, container: str, network: str) -> str:
@@ -119,10 +116,17 @@ class Scratch:
         return self.write(name, json.dumps(doc))
 
     def close(self) -> None:
-        if self.containers:
-            subprocess.run(["docker", "rm", "-f", *self.containers], capture_output=True, timeout=120)
-        for net in self.networks:
-            subprocess.run(["docker", "network", "rm", net], capture_output=True, timeout=60)
+        """By label, so a container whose `docker run` was cut short is found too; never raises."""
+        for kind, rm in (("container", ["docker", "rm", "-f"]), ("network", ["docker", "network", "rm"])):
+            ls = ["docker", "ps", "-aq"] if kind == "container" else ["docker", "network", "ls", "-q"]
+            try:
+                ids = sh([*ls, "--filter", f"label={self.label}"], check=False).stdout.split()
+                if ids:
+                    proc = sh([*rm, *ids], timeout=300, check=False)
+                    if proc.returncode != 0:
+                        print(f"warning: removing test {kind}s failed: {proc.stderr.strip()}", file=sys.stderr)
+            except subprocess.TimeoutExpired:
+                print(f"warning: removing test {kind}s timed out", file=sys.stderr)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -1,0 +1,90 @@
+"""Wall time of a whole bottle (`claude-bottle start M -- true`: up, run, down) against a bare
+`docker run --rm AGENT_IMAGE true`, alternating in one run so the ratio survives a noisy host.
+Goal: under 4x. Also prints where a bottle's time goes, from the launcher's own phases.
+
+    python3 bench/start.py [ROUNDS]       (needs Docker and the images from .ci/build-images)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from claude_bottle import docker, manifest as manifest_mod, plan as plan_mod, session  # noqa: E402
+from claude_bottle.runner import Result, SubprocessRunner  # noqa: E402
+
+AGENT = os.environ.get("CLAUDE_BOTTLE_TEST_AGENT_IMAGE", "claude-bottle/agent-test:dev")
+
+
+class PhaseRunner(SubprocessRunner):
+    """Times each docker subcommand, to show where the time goes."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+
+    def _note(self, argv: list[str] | tuple[str, ...], seconds: float) -> None:
+        key = " ".join(argv[1:3]) if argv[1] in ("network", "image") else argv[1]
+        if argv[1] == "exec":
+            key = "exec (health/CA)"
+        self.phases[key] = self.phases.get(key, 0.0) + seconds
+
+    def run(self, argv, *, input=None, timeout=None) -> Result:  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            return super().run(argv, input=input, timeout=timeout)
+        finally:
+            self._note(argv, time.perf_counter() - start)
+
+    def attach(self, argv) -> int:  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            return super().attach(argv)
+        finally:
+            self._note(["docker", "start --attach (agent run)"], time.perf_counter() - start)
+
+
+def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    if os.environ.get("CLAUDE_BOTTLE_PIPELOCK") == "absent":
+        os.environ["CLAUDE_BOTTLE_ALLOW_NO_PIPELOCK"] = "1"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bench.json")
+        with open(path, "w") as handle:
+            json.dump({"name": "bench", "agent": {"image": AGENT}}, handle)
+        manifest = manifest_mod.load(path)
+        bare: list[float] = []
+        bottle: list[float] = []
+        phases: dict[str, float] = {}
+        for _ in range(rounds):
+            start = time.perf_counter()
+            subprocess.run(["docker", "run", "--rm", AGENT, "true"], check=True)
+            bare.append(time.perf_counter() - start)
+            runner = PhaseRunner()
+            start = time.perf_counter()
+            plan = plan_mod.build(manifest, session.new_id(), command=("true",), uid=os.getuid(), gid=os.getgid(),
+                                  launcher=session.launcher_id())  # fmt: skip
+            code = docker.execute(plan, runner)
+            bottle.append(time.perf_counter() - start)
+            if code != 0:
+                raise SystemExit(f"bottle exited {code}")
+            for key, value in runner.phases.items():
+                phases[key] = phases.get(key, 0.0) + value / rounds
+    mb, ma = statistics.median(bottle), statistics.median(bare)
+    print(f"docker run --rm {AGENT} true   median {ma:6.2f} s")
+    print(f"claude-bottle start -- true    median {mb:6.2f} s")
+    print(f"ratio                          {mb / ma:6.2f}x  (goal < 4x, {rounds} alternating rounds)")
+    print("where a bottle's time goes (mean per run):")
+    for key, value in sorted(phases.items(), key=lambda kv: -kv[1]):
+        print(f"  {key:34s} {value:6.2f} s")
+
+
+if __name__ == "__main__":
+    main()
