@@ -62,6 +62,14 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="every bottle's leftovers")
     cleanup.add_argument("--force", action="store_true", help="also remove sessions whose launcher is alive")
 
+    logs = sub.add_parser("logs", help="show what a bottle's bundle allowed, blocked and injected",
+                          description="Show a bottle's egress decisions: live from its bundle while it runs, "
+                                      "else from the log saved when its session ended.")  # fmt: skip
+    logs.add_argument("name", metavar="NAME", help="the bottle's name")
+    logs.add_argument("--session", help="which session, when several run (default: the newest)")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new decisions")
+    logs.add_argument("--json", action="store_true", help="JSON lines instead of aligned text")
+
     build = sub.add_parser("build", help="build the sidecars image (and optionally the agent image)")
     build.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE",
                        help="passed to docker build (e.g. BASE_IMAGE=...)")  # fmt: skip
@@ -97,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from claude_bottle.commands import start
 
             return start.run(args)
+        if args.command == "logs":
+            from claude_bottle.commands import logs as logs_cmd
+
+            return logs_cmd.run(args)
         if args.command in ("ps", "cleanup"):
             from claude_bottle.commands import sessions
 

@@ -33,6 +33,7 @@ def plan_text(plan: Plan) -> str:
         lines += _rows([(("*." if g["wildcard"] else "") + g["host"], ", ".join(map(str, g["ports"]))) for g in gates])
     else:
         lines.append("  (nothing: every outbound connection is refused)")
+    lines += _secrets_and_dlp(plan)
     if egress["ssrf_allow"]:
         lines += ["", "private addresses opened", *(f"  {c}" for c in egress["ssrf_allow"])]
     if plan.bundle_ip:
@@ -47,3 +48,21 @@ def plan_text(plan: Plan) -> str:
         created.append(("microvm", plan.vm_name))
     lines += _rows(created)
     return "\n".join(lines) + "\n"
+
+
+def _secrets_and_dlp(plan: Plan) -> list[str]:
+    """Which secrets the agent holds as placeholders (never values), and the DLP mode of each host."""
+    dlp = json.loads(plan.bundle_policy)["dlp"]
+    lines = ["", f"request DLP (gitleaks): {dlp['default']} by default"]
+    if dlp["hosts"]:
+        lines += _rows([(("*." if h["wildcard"] else "") + h["host"], h["mode"]) for h in dlp["hosts"]])
+    if plan.secrets:
+        lines += ["", "secrets (the agent holds a placeholder; the bundle swaps in the value)"]
+        rows = []
+        for p in plan.secrets:
+            s = p.secret
+            source = f"${s.ref}" if s.source == "env" else s.ref
+            rows.append((s.name, f"{source} -> header {s.header} to {', '.join(s.hosts)}"
+                                 + ("  (implicit)" if s.implicit else "")))
+        lines += _rows(rows)
+    return lines

@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from claude_bottle import docker_argv, images, plan as plan_mod, session
+from claude_bottle import docker_argv, images, plan as plan_mod, secrets, session, ssh
 from claude_bottle.errors import BottleError, ManifestError, RuntimeFailure
 from claude_bottle.manifest import Manifest
 from claude_bottle.plan import Container, Plan
@@ -57,16 +57,21 @@ def _must(runner: Runner, argv: list[str], what: str, input: bytes | None = None
     return result.stdout
 
 
-def start_bundle(runner: Runner, plan: Plan) -> str:
-    """Create networks and the bundle, wait for health; returns the CA certificate (public part)."""
+def start_bundle(runner: Runner, plan: Plan, secret_values: dict[str, str] | None = None) -> str:
+    """Create networks and the bundle, wait for health; returns the CA certificate (public part).
+
+    Secret values are read now unless the caller already did (before anything is created, either way)."""
+    if secret_values is None:
+        secret_values = secrets.resolve(plan.secrets, plan.manifest_path)
     for net in plan.networks:
         _must(runner, docker_argv.network_create(net), f"creating network {net.name}")
     bundle = plan.container("bundle")
     _must(runner, docker_argv.bundle_create(plan, bundle), "creating the bundle")
     for extra in bundle.networks[1:]:
         _must(runner, docker_argv.network_connect(extra, bundle.name), "connecting the bundle")
+    values_file = secrets.values_file(secret_values) if plan.secrets else None
     _must(runner, docker_argv.copy_in(bundle.name, docker_argv.BUNDLE_CONFIG_DIR), "configuring the bundle",
-          input=docker_argv.bundle_files(plan))  # fmt: skip
+          input=docker_argv.bundle_files(plan, values_file))  # fmt: skip
     _must(runner, ["docker", "start", bundle.name], "starting the bundle")
     wait_healthy(runner, bundle)
     check_pipelock(runner, bundle)
@@ -111,20 +116,28 @@ def run_agent(runner: Runner, plan: Plan, ca_pem: str) -> int:
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     _must(runner, docker_argv.agent_create(plan, agent, interactive, tty), "creating the agent container")
     files = {plan_mod.CA_PATH.lstrip("/"): (ca_pem.encode(), 0o444)}
+    if plan.ssh is not None:
+        files.update(ssh_files(runner, plan, agent))
     _must(runner, docker_argv.copy_in(agent.name, "/"), "giving the agent the CA certificate",
           input=docker_argv.tar_of(files))  # fmt: skip
     return runner.attach(docker_argv.start_attached(agent.name, interactive))
 
 
 def start(manifest: Manifest, command: tuple[str, ...], runner: Runner) -> int:
+    sock = forwarded_agent_socket(manifest)  # a bad one is the user's to fix: exit 2, before anything runs
     preflight(runner)
     sid = session.new_id()
     plan = plan_mod.build(
-        manifest, sid, command=command, uid=os.getuid(), gid=os.getgid(), launcher=session.launcher_id()
+        manifest, sid, command=command, uid=os.getuid(), gid=os.getgid(), launcher=session.launcher_id(),
+        ssh_auth_sock=sock, environ=os.environ,
     )
+    secret_values = secrets.resolve(plan.secrets, plan.manifest_path)  # exit 2 here: nothing created yet
+    if plan.ssh is not None and plan.ssh.unknown:
+        session.warn(f"no known_hosts entry for {', '.join(plan.ssh.unknown)}: ssh in the bottle will refuse "
+                     "those hosts' keys; seed them with ssh.known_hosts (see the README)")  # fmt: skip
     check_external_networks(runner, plan)
     ensure_images(runner, plan)
-    return execute(plan, runner)
+    return execute(plan, runner, secret_values)
 
 
 def check_external_networks(runner: Runner, plan: Plan) -> None:
@@ -137,12 +150,15 @@ def check_external_networks(runner: Runner, plan: Plan) -> None:
             raise ManifestError(plan.manifest_path, "egress.network", f"Docker network {name!r} does not exist")
 
 
-def execute(plan: Plan, runner: Runner) -> int:
-    """Run a plan to the end; whatever happens, remove everything carrying the session's label."""
+def execute(plan: Plan, runner: Runner, secret_values: dict[str, str] | None = None) -> int:
+    """Run a plan to the end; whatever happens, save the bundle's decisions, then remove everything
+    carrying the session's label."""
+    if secret_values is None:
+        secret_values = secrets.resolve(plan.secrets, plan.manifest_path)
     guard = session.SignalGuard()
     try:
         guard.arm()
-        ca = start_bundle(runner, plan)
+        ca = start_bundle(runner, plan, secret_values)
         return run_agent(runner, plan, ca)
     except session.Interrupted as stop:
         guard.shield()
@@ -150,6 +166,54 @@ def execute(plan: Plan, runner: Runner) -> int:
         return stop.exit_code
     finally:
         guard.shield()
+        from claude_bottle import audit
+        from claude_bottle.commands.start import state_dir
+
+        audit.finish(runner, plan, secret_values, state_dir())
         for problem in session.teardown(runner, session.session_label(plan.session)):
             session.warn(f"cleanup: {problem}")
         guard.restore()
+
+
+def forwarded_agent_socket(manifest: Manifest) -> str | None:
+    """The host's $SSH_AUTH_SOCK when the manifest forwards it, checked for the uid the agent will run as."""
+    if manifest.ssh is None or manifest.ssh.agent != "forward":
+        return None
+    agent_uid = int(plan_mod.agent_user(os.getuid(), os.getgid()).partition(":")[0])
+    try:
+        return ssh.check_agent_socket(os.environ.get("SSH_AUTH_SOCK"), agent_uid)
+    except ValueError as exc:
+        raise ManifestError(manifest.path, "ssh.agent", str(exc)) from None
+
+
+def ssh_files(runner: Runner, plan: Plan, agent: Container) -> dict[str, tuple[bytes, int]]:
+    """The agent's SSH files; plus a passwd entry for its uid when the image has none (ssh needs one)."""
+    assert plan.ssh is not None
+    files = ssh.agent_files(plan.ssh, ssh.helper_source())
+    uid, _, gid = plan.agent_user.partition(":")
+    found = runner.run(["docker", "cp", f"{agent.name}:/etc/passwd", "-"], timeout=60)
+    passwd = None
+    if found.returncode == 0:
+        import io
+        import tarfile
+
+        try:
+            with tarfile.open(fileobj=io.BytesIO(found.stdout.encode("utf-8")), mode="r:") as tar:
+                member = tar.next()
+                handle = tar.extractfile(member) if member is not None and member.isfile() else None
+                passwd = handle.read().decode("utf-8") if handle is not None else None
+        except (tarfile.TarError, UnicodeError, OSError):
+            passwd = None
+    if passwd is None:
+        session.warn("could not read the agent image's /etc/passwd; ssh may say \"No user exists for uid\"")
+        return files
+    import pwd
+
+    try:
+        name = pwd.getpwuid(os.getuid()).pw_name if os.getuid() != 0 else ""
+    except KeyError:
+        name = ""
+    updated = ssh.passwd_with_user(passwd, int(uid), int(gid), name, plan_mod.AGENT_HOME)
+    if updated is not None:
+        files["etc/passwd"] = (updated.encode("utf-8"), 0o644)
+    return files

@@ -9,12 +9,14 @@ import io
 import tarfile
 from collections.abc import Iterable
 
+from claude_bottle import ssh
 from claude_bottle.plan import AGENT_HOME, BUNDLE_ALIAS, Container, Network, Plan
 
 BUNDLE_CONFIG_DIR = "/etc/claude-bottle"
 SUPERVISE = ["python3", "/opt/claude-bottle/supervise.py"]
 PIPELOCK_MARKER = "/opt/claude-bottle/pipelock-present"  # written by Dockerfile.sidecars
 BUNDLE_MEMORY = "1g"
+BUNDLE_UID = 10001  # the bundle image's `bottle` user (Dockerfile.sidecars): owns the secrets file
 BUNDLE_PIDS = 512
 
 
@@ -81,6 +83,8 @@ def agent_create(plan: Plan, agent: Container, interactive: bool, tty: bool) -> 
         argv += ["--cpus", f"{plan.resources.cpus:g}"]
     if plan.workspace:
         argv += ["--mount", f"type=bind,source={plan.workspace},target=/workspace"]
+    if plan.ssh is not None and plan.ssh.agent_socket:
+        argv += ["--mount", f"type=bind,source={plan.ssh.agent_socket},target={ssh.AGENT_SOCKET},readonly"]
     for key, value in plan.agent_env:
         argv += ["--env", f"{key}={value}"]
     return argv + [agent.image, *plan.agent_command]
@@ -95,8 +99,9 @@ def copy_in(container: str, dest: str) -> list[str]:
     return ["docker", "cp", "-", f"{container}:{dest}"]
 
 
-def tar_of(files: dict[str, tuple[bytes, int]]) -> bytes:
-    """A tar stream of {path: (content, mode)}, owned by root, for copy_in."""
+def tar_of(files: dict[str, tuple[bytes, int]], owners: dict[str, int] | None = None) -> bytes:
+    """A tar stream of {path: (content, mode)}, owned by root (or by `owners[path]`, uid and gid), for
+    copy_in; `docker cp` from a stream keeps the tar's ownership."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for path in sorted(files):
@@ -104,18 +109,22 @@ def tar_of(files: dict[str, tuple[bytes, int]]) -> bytes:
             info = tarfile.TarInfo(path)
             info.size = len(content)
             info.mode = mode
+            info.uid = info.gid = (owners or {}).get(path, 0)
             tar.addfile(info, io.BytesIO(content))
     return buffer.getvalue()
 
 
-def bundle_files(plan: Plan) -> bytes:
+def bundle_files(plan: Plan, secrets_json: bytes | None = None) -> bytes:
     # Readable by the bundle's non-root user; the launcher owns the only other copy (in memory).
-    return tar_of(
-        {
-            "pipelock.yaml": (plan.pipelock_yaml.encode(), 0o444),
-            "policy.json": (plan.bundle_policy.encode(), 0o444),
-        }
-    )
+    files = {
+        "pipelock.yaml": (plan.pipelock_yaml.encode(), 0o444),
+        "policy.json": (plan.bundle_policy.encode(), 0o444),
+    }
+    if secrets_json is None:
+        return tar_of(files)
+    # Secret values: readable by the bundle's user alone, and nowhere else but the launcher's memory.
+    files["secrets.json"] = (secrets_json, 0o400)
+    return tar_of(files, {"secrets.json": BUNDLE_UID})
 
 
 def exec_in(container: str, argv: list[str]) -> list[str]:

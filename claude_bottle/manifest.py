@@ -13,7 +13,8 @@ TYPE_CHECKING = False  # typing costs a few ms at start-up; annotations are neve
 if TYPE_CHECKING:
     from typing import Any
 
-from claude_bottle import egress, images
+from claude_bottle import egress, images, ssh
+from claude_bottle import dlp as dlp_mod, secrets as secrets_mod
 from claude_bottle.errors import ManifestError
 
 MAX_BYTES = 1 << 20  # a manifest is a page of JSON; anything this large is a mistake or an attack
@@ -34,12 +35,14 @@ RESERVED_ENV = frozenset(
         "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
         "http_proxy", "https_proxy", "all_proxy", "no_proxy",
         "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "GIT_SSL_CAINFO", "CURL_CA_BUNDLE",
+        "SSH_AUTH_SOCK",
     }
 )  # fmt: skip
 
-TOP_KEYS = ("version", "name", "runtime", "workspace", "agent", "egress", "resources")
+TOP_KEYS = ("version", "name", "runtime", "workspace", "agent", "egress", "resources", "ssh", "secrets")
+SSH_KEYS = ("agent", "known_hosts")
 AGENT_KEYS = ("image", "command", "env")
-EGRESS_KEYS = ("allow", "trusted_ca", "network")
+EGRESS_KEYS = ("allow", "trusted_ca", "network", "dlp")
 DOCKER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 RESOURCE_KEYS = ("memory", "pids", "cpus")
 
@@ -69,6 +72,10 @@ class Manifest:
     trusted_ca: str | None  # PEM text of an extra CA the bundle trusts for upstream TLS
     resources: Resources
     egress_network: str | None = None  # an existing Docker network the bundle uses to reach out
+    ssh: ssh.Settings | None = None  # the `ssh` section (agent forwarding, known_hosts), if any
+    secrets: tuple[secrets_mod.Secret, ...] = ()  # names and sources; values are read only when starting
+    secrets_opted_out: tuple[str, ...] = ()  # names set to null (turns off the implicit ANTHROPIC_API_KEY)
+    dlp: dlp_mod.Dlp | None = None  # egress.dlp, when the manifest has one
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,9 +88,17 @@ class Manifest:
                 "allow": list(dict.fromkeys(rule.normalized for rule in self.egress.rules)),
                 "trusted_ca": self.trusted_ca is not None,
                 "network": self.egress_network,
+                **({"dlp": self.dlp.to_json()} if self.dlp else {}),
             },
             "resources": {"memory": self.resources.memory, "pids": self.resources.pids, "cpus": self.resources.cpus},
+            **({"ssh": self.ssh.to_json()} if self.ssh else {}),
+            **({"secrets": self._secrets_json()} if self.secrets or self.secrets_opted_out else {}),
         }
+
+    def _secrets_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {s.name: s.to_json() for s in self.secrets}
+        out.update(dict.fromkeys(self.secrets_opted_out))  # null: turned off (the implicit ANTHROPIC_API_KEY)
+        return out
 
 
 class _Reader:
@@ -236,7 +251,7 @@ def parse(document: Any, path: str) -> Manifest:
         egress_network = r.nonempty(section["network"], "egress.network")
         if not DOCKER_NAME_RE.fullmatch(egress_network):
             raise r.fail("egress.network", f"{egress_network!r} is not a valid Docker network name")
-    return Manifest(
+    manifest = Manifest(
         path=path,
         name=name,
         runtime=runtime,
@@ -246,7 +261,9 @@ def parse(document: Any, path: str) -> Manifest:
         trusted_ca=trusted_ca,
         resources=_resources(r, top.get("resources", {})),
         egress_network=egress_network,
+        ssh=_ssh(r, top["ssh"], base, runtime) if "ssh" in top else None,
     )
+    return _secrets_and_dlp(r, top, section, base, manifest)
 
 
 def _existing(r: _Reader, value: Any, field: str, base: str, want_dir: bool) -> str:
@@ -314,3 +331,43 @@ def _resources(r: _Reader, value: Any) -> Resources:
             raise r.fail("resources.cpus", "must be a number of CPUs greater than 0")
         cpus = float(cpus)
     return Resources(memory=memory, pids=pids, cpus=cpus)
+
+
+def _ssh(r: _Reader, value: Any, base: str, runtime: str) -> ssh.Settings:
+    """The `ssh` section: how the agent authenticates (a forwarded agent or nothing) and its known_hosts."""
+    section = r.obj(value, "ssh", SSH_KEYS)
+    if runtime != "docker":
+        raise r.fail("ssh", f"is not supported with runtime {runtime!r} yet (only \"docker\")")
+    agent = r.string(section.get("agent", "none"), "ssh.agent")
+    if agent not in ssh.AGENT_MODES:
+        raise r.fail("ssh.agent", f"must be one of {', '.join(ssh.AGENT_MODES)}, not {agent!r}")
+    if "known_hosts" not in section:
+        return ssh.Settings(agent=agent)
+    path = _existing(r, section["known_hosts"], "ssh.known_hosts", base, want_dir=False)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise r.fail("ssh.known_hosts", f"{path} is larger than {MAX_BYTES // 1024} KiB")
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise r.fail("ssh.known_hosts", f"cannot read {path}: {exc}") from None
+    try:
+        ssh.parse_known_hosts(text)
+    except ValueError as exc:
+        raise r.fail("ssh.known_hosts", f"{path}: {exc}") from None
+    return ssh.Settings(agent=agent, known_hosts=text, known_hosts_path=path)
+
+
+def _secrets_and_dlp(r: _Reader, top: dict[str, Any], section: dict[str, Any], base: str,
+                     manifest: Manifest) -> Manifest:  # fmt: skip
+    """`secrets` and `egress.dlp`: both are checked against the classified allowlist."""
+    import dataclasses
+
+    found: tuple[secrets_mod.Secret, ...] = ()
+    opted_out: tuple[str, ...] = ()
+    if "secrets" in top:
+        env_names = tuple(k for k, _ in manifest.agent.env)
+        found, opted_out = secrets_mod.parse(r, top["secrets"], base, manifest.egress, RESERVED_ENV, env_names)
+    dlp = dlp_mod.parse(r, section["dlp"], manifest.egress) if "dlp" in section else None
+    return dataclasses.replace(manifest, secrets=found, secrets_opted_out=opted_out, dlp=dlp)

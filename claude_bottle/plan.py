@@ -10,9 +10,11 @@ import os
 from dataclasses import dataclass
 TYPE_CHECKING = False  # typing costs a few ms at start-up; annotations are never evaluated
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
-from claude_bottle import addressing, images, pipelock, smolfile
+from claude_bottle import addressing, images, pipelock, smolfile, ssh
+from claude_bottle import dlp as dlp_mod, secrets as secrets_mod
 from claude_bottle.errors import RuntimeFailure
 from claude_bottle.manifest import Manifest, Resources
 
@@ -72,6 +74,8 @@ class Plan:
     smolfile: str | None = None
     smolfile_path: str | None = None
     vm_name: str | None = None
+    ssh: ssh.SshPlan | None = None  # Docker runtime, when a rule is ssh:// or the manifest has `ssh`
+    secrets: tuple[secrets_mod.Planned, ...] = ()  # names, sources and placeholders: never a value
 
     def container(self, role: str) -> Container:
         return next(c for c in self.containers if c.role == role)
@@ -112,6 +116,10 @@ class Plan:
                 ],
             },
         }  # fmt: skip
+        if self.ssh is not None:
+            out["ssh"] = self.ssh.to_json()
+        if self.secrets:
+            out["secrets"] = [p.to_json() for p in self.secrets]
         if self.runtime == "smolmachines":
             out["bundle"] = {"subnet": self.bundle_subnet, "gateway": self.bundle_gateway, "ip": self.bundle_ip,
                              "moved_from": self.bundle_subnet_moved_from}  # fmt: skip
@@ -125,16 +133,29 @@ def session_labels(name: str, session: str) -> tuple[tuple[str, str], ...]:
     return ((f"{LABEL}.bottle", name), (f"{LABEL}.session", session))
 
 
-def bundle_policy(manifest: Manifest) -> str:
-    """What the bundle's mitmdump addon enforces: per-host port gates and the SSRF exceptions."""
+def bundle_policy(manifest: Manifest, secrets: tuple[secrets_mod.Planned, ...] = ()) -> str:
+    """What the bundle's mitmdump addon enforces: per-host port gates, the SSRF exceptions, the DLP modes,
+    and where each secret's placeholder is swapped (the values travel in a file of their own)."""
     policy: dict[str, Any] = {
         "version": 1,
         "rules": [gate.to_json() for gate in manifest.egress.port_gates],
         "ssrf_allow": list(manifest.egress.ssrf_allow),
+        "dlp": dlp_mod.effective(manifest.dlp, manifest.egress),
     }
+    if secrets:
+        policy["secrets"] = [p.policy_json() for p in secrets]
     if manifest.trusted_ca:
         policy["upstream_trusted_ca"] = manifest.trusted_ca
     return json.dumps(policy, indent=2, sort_keys=True) + "\n"
+
+
+def plan_secrets(
+    manifest: Manifest, session: str, environ: Mapping[str, str]
+) -> tuple[secrets_mod.Planned, ...]:
+    """The manifest's secrets plus Claude Code's implicit one, each with this session's placeholder."""
+    env_names = tuple(k for k, _ in manifest.agent.env)
+    found = secrets_mod.with_default(manifest.secrets, manifest.secrets_opted_out, env_names, manifest.egress, environ)
+    return secrets_mod.plan(found, session)
 
 
 def agent_user(uid: int, gid: int) -> str:
@@ -144,10 +165,15 @@ def agent_user(uid: int, gid: int) -> str:
     return f"{uid}:{gid}"
 
 
-def agent_env(manifest: Manifest, proxy_url: str, session: str) -> tuple[tuple[str, str], ...]:
+def agent_env(
+    manifest: Manifest, proxy_url: str, session: str, secrets: tuple[secrets_mod.Planned, ...] = ()
+) -> tuple[tuple[str, str], ...]:
     env = dict(manifest.agent.env)
+    env.update({p.secret.name: p.placeholder for p in secrets})  # the agent holds placeholders only
     env.update({var: proxy_url for var in PROXY_VARS})
     env.update({var: CA_PATH for var in CA_VARS})
+    if manifest.ssh is not None and manifest.ssh.agent == "forward":
+        env["SSH_AUTH_SOCK"] = ssh.AGENT_SOCKET
     env.update({"HOME": env.get("HOME", AGENT_HOME), "CLAUDE_BOTTLE": manifest.name,
                 "CLAUDE_BOTTLE_SESSION": session})  # fmt: skip
     return tuple(sorted(env.items()))
@@ -163,9 +189,14 @@ def build(
     taken_subnets: tuple[str, ...] = (),
     state_dir: str = "",
     launcher: str = "dry-run",
+    ssh_auth_sock: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Plan:
-    """Build the plan for one session. `taken_subnets` are CIDRs already in use on the host."""
+    """Build the plan for one session. `taken_subnets` are CIDRs already in use on the host;
+    `ssh_auth_sock` is the host's SSH agent socket, already checked, when the manifest forwards it;
+    `environ` is the host's environment, read only for the implicit ANTHROPIC_API_KEY secret."""
     prefix = f"claude-bottle-{manifest.name}-{session}"
+    planned = plan_secrets(manifest, session, environ or {})
     labels = session_labels(manifest.name, session) + ((f"{LABEL}.launcher", launcher),)
 
     def tagged(role: str) -> tuple[tuple[str, str], ...]:
@@ -183,7 +214,8 @@ def build(
         resources=manifest.resources,
         egress_json=json.dumps(manifest.egress.to_json(), sort_keys=True),
         pipelock_yaml=pipelock.render(manifest.egress),
-        bundle_policy=bundle_policy(manifest),
+        bundle_policy=bundle_policy(manifest, planned),
+        secrets=planned,
         sidecars_image=images.sidecars_image(),
         labels=labels,
     )
@@ -195,7 +227,7 @@ def build(
             raise RuntimeFailure(str(exc)) from None
         first_choice = addressing.smolmachines_bundle_subnet(manifest.name)[0]
         proxy_url = f"http://{ip}:{PROXY_PORT}"
-        env = agent_env(manifest, proxy_url, session)
+        env = agent_env(manifest, proxy_url, session, planned)
         net = Network(f"{prefix}-net", False, tagged("network"), subnet, gateway)
         smolfile_path = os.path.join(state_dir or "$STATE", f"{prefix}.smolfile")
         return Plan(
@@ -222,11 +254,12 @@ def build(
         outside_name = networks[1].name
     return Plan(
         **common,
-        agent_env=agent_env(manifest, proxy_url, session),
+        agent_env=agent_env(manifest, proxy_url, session, planned),
         networks=networks,
         containers=(
             Container(bundle_name, "bundle", images.sidecars_image(), (internal.name, outside_name), tagged("bundle")),
             Container(f"{prefix}-agent", "agent", manifest.agent.image, (internal.name,), tagged("agent")),
         ),
         proxy_url=proxy_url,
+        ssh=ssh.plan(manifest.egress, manifest.ssh, ssh_auth_sock),
     )

@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 
-from claude_bottle import docker, plan as plan_mod, session, smolvm_argv as argv
+from claude_bottle import audit, docker, plan as plan_mod, secrets, session, smolvm_argv as argv
 from claude_bottle.errors import BottleError, RuntimeFailure
 from claude_bottle.manifest import Manifest
 from claude_bottle.plan import Plan
@@ -210,15 +210,19 @@ def run_vm(runner: Runner, plan: Plan, artifact: str, ca_dir: str) -> int:
     return runner.attach(argv.machine_exec(plan.vm_name, plan.agent_command, tty=tty, workdir=workdir))
 
 
-def execute(plan: Plan, runner: Runner, artifact: str, state_dir: str) -> int:
-    """Run a plan to the end; whatever happens, remove the VM, the session's Docker objects and files."""
+def execute(plan: Plan, runner: Runner, artifact: str, state_dir: str,
+            secret_values: dict[str, str] | None = None) -> int:  # fmt: skip
+    """Run a plan to the end; whatever happens, save the bundle's decisions, then remove the VM, the
+    session's Docker objects and files."""
     assert plan.vm_name is not None
+    if secret_values is None:
+        secret_values = secrets.resolve(plan.secrets, plan.manifest_path)
     guard = session.SignalGuard()
     _, ca_dir = session_paths(state_dir, plan.name, plan.session)
     try:
         guard.arm()
         write_smolfile(plan)
-        ca = docker.start_bundle(runner, plan)
+        ca = docker.start_bundle(runner, plan, secret_values)
         write_ca(ca_dir, ca)
         return run_vm(runner, plan, artifact, ca_dir)
     except session.Interrupted as stop:
@@ -227,6 +231,7 @@ def execute(plan: Plan, runner: Runner, artifact: str, state_dir: str) -> int:
         return stop.exit_code
     finally:
         guard.shield()
+        audit.finish(runner, plan, secret_values, state_dir)
         vm_name = plan.vm_name
         problems = session.teardown(runner, session.session_label(plan.session), lambda: remove_vm(runner, vm_name))
         for problem in problems + forget_session(state_dir, plan.name, plan.session):
@@ -241,10 +246,12 @@ def start(
     plan = plan_mod.build(
         manifest, session.new_id(), command=command, uid=os.getuid(), gid=os.getgid(),
         taken_subnets=taken_subnets(runner), state_dir=state_dir, launcher=session.launcher_id(),
+        environ=os.environ,
     )  # fmt: skip
+    secret_values = secrets.resolve(plan.secrets, plan.manifest_path)  # exit 2 here: nothing created yet
     if plan.bundle_subnet_moved_from:
         session.warn(f"{plan.bundle_subnet_moved_from} is taken by a Docker network or host route; "
                      f"the bundle uses {plan.bundle_subnet}")  # fmt: skip
     docker.ensure_images(runner, plan)
     artifact = ensure_artifact(runner, plan.agent_image, version, os.path.join(state_dir, CACHE_SUBDIR))
-    return execute(plan, runner, artifact, state_dir)
+    return execute(plan, runner, artifact, state_dir, secret_values)

@@ -1,19 +1,26 @@
-"""mitmdump 8.1.1 addon: the bundle's host/port gate, and its SSRF guard when pipelock is absent.
+"""mitmdump 8.1.1 addon: the bundle's host/port gate, credential injection, request DLP (gitleaks), and
+its SSRF guard when pipelock is absent.
 
 Run as `mitmdump -s addon.py`; the policy comes from $CLAUDE_BOTTLE_POLICY (default
-/etc/claude-bottle/policy.json). Decisions live in the sibling policy.py; this file is only the glue
-to mitmproxy's hooks. Every log line is JSON on stdout.
+/etc/claude-bottle/policy.json), secret values from $CLAUDE_BOTTLE_SECRETS. Decisions live in the
+sibling policy.py and dlp.py; this file is only the glue to mitmproxy's hooks. Every log line is JSON
+on stdout. mitmproxy swallows exceptions raised in hooks and lets the flow go on, so every hook that
+guards a request catches its own and refuses the request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
 import os
 import re
 import sys
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import policy as pol  # noqa: E402  (a sibling file in the bundle, not a package)
+import dlp  # noqa: E402  (sibling files in the bundle, not a package)
+import policy as pol  # noqa: E402
 
 from mitmproxy import connection, ctx, http  # noqa: E402
 from mitmproxy.net.tls import is_tls_record_magic  # noqa: E402
@@ -21,11 +28,15 @@ from mitmproxy.proxy import layer, layers, server_hooks  # noqa: E402
 from mitmproxy.tls import TlsData  # noqa: E402
 
 POLICY_PATH = os.environ.get("CLAUDE_BOTTLE_POLICY", "/etc/claude-bottle/policy.json")
+SECRETS_PATH = os.environ.get("CLAUDE_BOTTLE_SECRETS", "/etc/claude-bottle/secrets.json")
 STREAM_OVER = 1 << 20  # bigger bodies are passed through as they arrive, not buffered in memory
+MAX_BACKGROUND = 8  # warn-mode scans in flight; more are skipped (and logged) rather than queued
 # An HTTP/1 request line ("GET /") or h2's preface ("PRI *"); "GET" alone may still become one.
 _HTTP_START = re.compile(rb"[A-Z]{1,20}( |$)")
 _DENIED = "claude_bottle_denied"
 _LOGGED = "claude_bottle_logged"
+_MODE = "claude_bottle_dlp_mode"
+_STREAMED = "claude_bottle_streamed"
 
 
 def emit(event: str, **fields: object) -> None:
@@ -48,13 +59,22 @@ def _is_ip(host: str) -> bool:
         return False
 
 
-def _deny(flow: http.HTTPFlow, reason: str) -> None:
+def _deny(flow: http.HTTPFlow, reason: str, **fields: object) -> None:
     flow.metadata[_DENIED] = True
-    flow.request.stream = False  # stream_large_bodies may have set it; 8.1.1 refuses a response then
+    flow.request.stream = False  # 8.1.1 refuses a response on a streamed request
     flow.response = http.Response.make(
         403, f"claude-bottle: blocked: {reason}\n", {"Content-Type": "text/plain; charset=utf-8"}
     )
-    emit("blocked", host=flow.request.host, port=flow.request.port, method=flow.request.method, reason=reason)
+    emit("blocked", host=flow.request.host, port=flow.request.port, method=flow.request.method, reason=reason,
+         **fields)  # fmt: skip
+
+
+def _content_length(req: http.Request) -> int | None:
+    """The body's announced size: 0 for none, None when it is chunked (unknown until it has arrived)."""
+    if "transfer-encoding" in req.headers:
+        return None
+    length = req.headers.get("content-length", "0").strip()
+    return int(length) if length.isdigit() else None
 
 
 class Gate:
@@ -64,8 +84,28 @@ class Gate:
         except (OSError, ValueError) as e:
             fatal(f"cannot load policy {POLICY_PATH}: {e}")
         self.upstream: tuple[str, int] | None = None
+        self.values: dict[str, str] = {}
+        if self.policy.secrets:
+            try:
+                with open(SECRETS_PATH, encoding="utf-8") as handle:
+                    self.values = pol.load_secret_values(json.load(handle), self.policy)
+            except (OSError, ValueError) as e:
+                # Our own messages name secrets, never values; a decoder's could quote the file: not shown.
+                detail = e.strerror if isinstance(e, OSError) else str(e) if str(e).startswith("secrets file:") else ""
+                fatal(f"cannot load secret values {SECRETS_PATH}: {type(e).__name__} {detail or ''}".strip())
+        self.placeholders = [s.placeholder.encode() for s in self.policy.secrets]
+        self.scrub_pairs = [(self.values[s.name].encode(), s.placeholder.encode()) for s in self.policy.secrets]
+        self.bound_hosts = frozenset(h for s in self.policy.secrets for h in s.hosts)
+        modes = {self.policy.dlp.default, *(m for _, _, m in self.policy.dlp.hosts)}
+        if modes != {"skip"} and not os.access(dlp.GITLEAKS, os.X_OK):
+            fatal(f"DLP needs gitleaks, and {dlp.GITLEAKS} is not an executable")
+        self.scanner = dlp.Scanner()
+        self.background: set[asyncio.Task[None]] = set()
 
     def configure(self, updated: set[str]) -> None:
+        if ctx.options.stream_large_bodies:
+            # mitmproxy would then send big request bodies on before the `request` hook could scan them.
+            return fatal("stream_large_bodies must not be set: it lets request bodies past the DLP scan")
         if "mode" not in updated:
             return
         mode: str = ctx.options.mode
@@ -93,7 +133,9 @@ class Gate:
                     handle.write(f"{os.getpid()}\n")
             except OSError as e:
                 return fatal(f"cannot write the readiness marker {marker}: {e}")
-        emit("ready", reason=f"{len(self.policy.rules)} rules, upstream {up}")
+        dlp_hosts = ", ".join(f"{'*.' if w else ''}{h}={m}" for h, w, m in self.policy.dlp.hosts) or "none"
+        emit("ready", reason=f"{len(self.policy.rules)} rules, upstream {up}, {len(self.policy.secrets)} secrets, "
+                             f"dlp default {self.policy.dlp.default} (hosts: {dlp_hosts})")
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         d = pol.decide(self.policy, flow.request.host, flow.request.port)
@@ -102,15 +144,74 @@ class Gate:
         emit("tunnel_open", host=flow.request.host, port=flow.request.port, reason=d.reason)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        # Decide before the body is read: a streamed request body would otherwise be sent before `request`.
-        self._check(flow)
+        # Decide on what the head shows before the body is read: the target, placeholders in the URL and
+        # headers, and whether the body is buffered for a scan or passes as it arrives.
+        try:
+            if not self._check(flow) or not self._placeholders_in_head(flow):
+                return
+            req = flow.request
+            mode = flow.metadata[_MODE] = self.policy.dlp.mode(req.host)
+            length = _content_length(req)
+            if mode == "scan" and length is not None and length > dlp.MAX_SCAN_BYTES:
+                return _deny(flow, f"request body of {length} bytes is over the {dlp.MAX_SCAN_BYTES}-byte DLP scan "
+                                   "limit (failing closed)", kind="dlp_error", mode=mode)  # fmt: skip
+            too_big = length is not None and length > dlp.MAX_SCAN_BYTES
+            if (mode == "skip" and (length is None or length > STREAM_OVER)) or (mode == "warn" and too_big):
+                if mode == "warn":  # the head is still scanned; the body passes unscanned, and we say so
+                    self._warn_scan(flow, self._scan_text(flow, b""), f"body of {length} bytes not scanned")
+                self._inject(flow)
+                flow.metadata[_STREAMED] = True
+                req.stream = True
+                self._allowed(flow)
+        except Exception as e:  # noqa: BLE001 - fail closed, whatever went wrong
+            _deny(flow, f"internal error in the addon ({type(e).__name__}); failing closed")
 
-    def request(self, flow: http.HTTPFlow) -> None:
-        # Again, in case another addon rewrote the target after requestheaders.
-        if not flow.metadata.get(_DENIED):
-            self._check(flow)
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get(_DENIED) or flow.metadata.get(_STREAMED):
+            return
+        try:
+            # Again, in case another addon rewrote the target after requestheaders.
+            if not self._check(flow) or not self._placeholders_in_head(flow):
+                return
+            await self._body(flow)
+        except Exception as e:  # noqa: BLE001
+            _deny(flow, f"internal error in the addon ({type(e).__name__}); failing closed")
 
-    def _check(self, flow: http.HTTPFlow) -> None:
+    async def _body(self, flow: http.HTTPFlow) -> None:
+        req = flow.request
+        mode = flow.metadata.get(_MODE) or self.policy.dlp.mode(req.host)
+        raw = req.raw_content or b""
+        try:
+            body = req.get_content(strict=True) or b""  # what the server will read: gzip & co undone
+        except ValueError:
+            if mode == "scan":
+                return _deny(flow, "cannot decode the request body's Content-Encoding to scan it (failing closed)",
+                             kind="dlp_error", mode=mode)  # fmt: skip
+            body = raw
+        for data in {raw, body}:
+            secret = self._misplaced(flow, data.decode("latin-1"), None)
+            if secret is not None:
+                return _deny(flow, pol.placeholder_rule(secret, req.host, req.scheme), kind="placeholder",
+                             secret=secret.name)  # fmt: skip
+        if mode == "scan":
+            if len(body) > dlp.MAX_SCAN_BYTES:
+                return _deny(flow, f"request body of {len(body)} bytes is over the {dlp.MAX_SCAN_BYTES}-byte DLP "
+                                   "scan limit (failing closed)", kind="dlp_error", mode=mode)  # fmt: skip
+            result = await self.scanner.scan(self._scan_text(flow, body))
+            if result.verdict == "leak":
+                return _deny(flow, f"secret detected by gitleaks: {', '.join(result.rules)}", kind="dlp",
+                             rules=list(result.rules), mode=mode)  # fmt: skip
+            if result.verdict != "clean":
+                return _deny(flow, f"DLP scan failed: {result.reason} (failing closed)", kind="dlp_error", mode=mode)
+        elif mode == "warn":
+            if len(body) > dlp.MAX_SCAN_BYTES:
+                self._warn_scan(flow, self._scan_text(flow, b""), f"body of {len(body)} bytes not scanned")
+            else:
+                self._warn_scan(flow, self._scan_text(flow, body))
+        self._inject(flow)  # after the scan: gitleaks never sees a real value
+        self._allowed(flow)
+
+    def _check(self, flow: http.HTTPFlow) -> bool:
         req = flow.request
         # req.host is where mitmproxy will connect: the CONNECT target inside a tunnel, the URL's host
         # for a proxy request. The Host header is the client's say-so, so it may only agree with it.
@@ -120,10 +221,84 @@ class Gate:
             # Otherwise a CDN-hosted allowed name could front for any other site on that CDN.
             d = pol.Decision(False, f"Host header does not match target {req.host}")
         if not d.allowed:
-            return _deny(flow, d.reason)
+            _deny(flow, d.reason)
+        return d.allowed
+
+    def _allowed(self, flow: http.HTTPFlow) -> None:
         if not flow.metadata.get(_LOGGED):
             flow.metadata[_LOGGED] = True
-            emit("allowed", host=req.host, port=req.port, method=req.method, scheme=req.scheme, reason=d.reason)
+            req = flow.request
+            emit("allowed", host=req.host, port=req.port, method=req.method, scheme=req.scheme,
+                 mode=flow.metadata.get(_MODE), reason="allowed by rule")  # fmt: skip
+
+    # ---------- secrets ----------
+
+    def _misplaced(self, flow: http.HTTPFlow, text: str, header: str | None) -> pol.Secret | None:
+        if not self.placeholders:
+            return None
+        return pol.misplaced_placeholder(self.policy, flow.request.host, flow.request.scheme, text, header)
+
+    def _placeholders_in_head(self, flow: http.HTTPFlow) -> bool:
+        """Refuse a placeholder anywhere but its own header to its own hosts over HTTPS; True if none is."""
+        if not self.placeholders:
+            return True
+        req = flow.request
+        found = self._misplaced(flow, req.url, None) or self._misplaced(flow, urllib.parse.unquote(req.url), None)
+        for name, value in req.headers.fields:
+            if found:
+                break
+            found = self._misplaced(flow, name.decode("latin-1"), None)  # in a header's name: never allowed
+            header = name.decode("latin-1").lower()
+            for view in dlp.header_views(value):
+                found = found or self._misplaced(flow, view.decode("latin-1"), header)
+        if found is None:
+            return True
+        _deny(flow, pol.placeholder_rule(found, req.host, req.scheme), kind="placeholder", secret=found.name)
+        return False
+
+    def _inject(self, flow: http.HTTPFlow) -> None:
+        req = flow.request
+        if req.scheme != "https":  # never in the clear (plain HTTP with a placeholder was refused already)
+            return
+        host = pol.normalize_host(req.host)
+        for secret in self.policy.secrets:
+            if host not in secret.hosts:
+                continue
+            values = req.headers.get_all(secret.header)
+            swapped = [dlp.swap(v, secret.placeholder, self.values[secret.name]) for v in values]
+            if swapped != values:
+                req.headers.set_all(secret.header, swapped)
+                emit("injected", host=req.host, port=req.port, method=req.method, secret=secret.name,
+                     reason=f"header {secret.header}")  # fmt: skip
+
+    # ---------- DLP ----------
+
+    def _scan_text(self, flow: http.HTTPFlow, body: bytes) -> bytes:
+        return dlp.scan_text(flow.request.url, list(flow.request.headers.fields), body, self.placeholders)
+
+    def _warn_scan(self, flow: http.HTTPFlow, text: bytes, note: str = "") -> None:
+        """warn mode: the request goes on at once; the scan runs beside it and only logs what it finds."""
+        req = flow.request
+        where = {"host": req.host, "port": req.port, "method": req.method, "mode": "warn"}
+        if note:
+            emit("warning", kind="dlp_limit", reason=note, **where)
+        if len(self.background) >= MAX_BACKGROUND:
+            emit("warning", kind="dlp_error", reason="not scanned: the scanner is busy", **where)
+            return
+        task = asyncio.get_running_loop().create_task(self._warn_result(text, where))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _warn_result(self, text: bytes, where: dict[str, object]) -> None:
+        result = await self.scanner.scan(text)
+        if result.verdict == "leak":
+            found = ", ".join(result.rules)
+            emit("warning", kind="dlp", rules=list(result.rules),
+                 reason=f"secret detected by gitleaks: {found} (passed: warn mode)", **where)  # fmt: skip
+        elif result.verdict != "clean":
+            emit("warning", kind="dlp_error", reason=f"scan failed: {result.reason} (passed: warn mode)", **where)
+
+    # ---------- responses ----------
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         assert flow.response is not None
@@ -133,6 +308,29 @@ class Gate:
         # SSE must reach the client event by event or streamed LLM replies stall.
         if ctype == "text/event-stream" or (length.isdigit() and int(length) > STREAM_OVER):
             flow.response.stream = True
+        if self._scrubbed(flow):
+            self._scrub_headers(flow.response)
+            if flow.response.stream:
+                flow.response.stream = dlp.Scrubber(self.scrub_pairs)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        # A server that echoes what it got (an error page quoting the key) must not hand the agent the value.
+        resp = flow.response
+        if resp is None or resp.stream or not self._scrubbed(flow):
+            return
+        self._scrub_headers(resp)
+        try:
+            content = resp.get_content(strict=True)
+            if content:
+                resp.set_content(dlp.scrub(content, self.scrub_pairs))
+        except ValueError:
+            resp.raw_content = dlp.scrub(resp.raw_content or b"", self.scrub_pairs)
+
+    def _scrubbed(self, flow: http.HTTPFlow) -> bool:
+        return bool(self.scrub_pairs) and pol.normalize_host(flow.request.host) in self.bound_hosts
+
+    def _scrub_headers(self, resp: http.Response) -> None:
+        resp.headers.fields = tuple((k, dlp.scrub(v, self.scrub_pairs)) for k, v in resp.headers.fields)
 
     def tls_start_server(self, data: TlsData) -> None:
         # Runs before mitmproxy's tlsconfig, which would copy the client's SNI: pin SNI (and thus the

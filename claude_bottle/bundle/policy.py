@@ -1,4 +1,5 @@
-"""The bundle addon's egress policy: load it, decide on (host, port), vet connected peers.
+"""The bundle addon's egress policy: load it, decide on (host, port), vet connected peers, and say where a
+secret's placeholder may go and which DLP mode a host gets.
 
 Pure and stdlib-only so it is unit-tested without mitmproxy; addon.py is the thin mitmproxy glue.
 The launcher writes the policy (version 1) to /etc/claude-bottle/policy.json.
@@ -19,8 +20,17 @@ IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 VERSION = 1
 # Optional keys; anything else is a launcher/addon version mismatch and must not be guessed at.
-_TOP_KEYS = {"version", "rules", "ssrf_allow", "upstream", "upstream_trusted_ca"}
+_TOP_KEYS = {"version", "rules", "ssrf_allow", "upstream", "upstream_trusted_ca", "secrets", "dlp"}
 _RULE_KEYS = {"host", "wildcard", "ports"}
+_SECRET_KEYS = {"name", "placeholder", "hosts", "header"}
+_DLP_KEYS = {"default", "hosts"}
+_DLP_HOST_KEYS = {"host", "wildcard", "mode"}
+DLP_MODES = ("scan", "warn", "skip")
+# What the launcher's placeholders look like; the addon refuses anything else so a typo can't make a
+# short or common string (that would match innocent text) into something it swaps or blocks.
+_PLACEHOLDER = re.compile(r"^claude-bottle-placeholder-[A-Za-z_][A-Za-z0-9_]*-[0-9a-f]{32}$")
+_SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]{1,100}$")
 # Labels may carry "_" (real hosts do, e.g. _dmarc-style service names); never empty, never > 63.
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
@@ -41,9 +51,11 @@ _BLOCKED_NETS: tuple[IPNetwork, ...] = tuple(
 # IPv6 forms that carry an IPv4 address a dual-stack socket or a NAT64 gateway would really reach.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
-EVENTS = frozenset({"allowed", "blocked", "tunnel_open", "ready", "fatal"})
+EVENTS = frozenset({"allowed", "blocked", "tunnel_open", "ready", "fatal", "injected", "warning"})
 # Only these fields may reach a log line: never headers, bodies, paths or query strings (secrets live there).
-_LOG_FIELDS = frozenset({"host", "port", "reason", "method", "scheme", "peer", "kind"})
+# `secret` is a secret's NAME and `rules` are gitleaks rule ids: never a value, never a match.
+_LOG_FIELDS = frozenset({"host", "port", "reason", "method", "scheme", "peer", "kind", "secret", "rules", "mode"})
+_RULE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
 
 
 @dataclass(frozen=True)
@@ -57,10 +69,43 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Secret:
+    """A credential the agent holds only as `placeholder`; swapped for the value in `header` to `hosts`."""
+
+    name: str
+    placeholder: str
+    hosts: frozenset[str]  # normalized, exact (no wildcards: a secret goes to hosts named one by one)
+    header: str  # lower case
+
+
+@dataclass(frozen=True)
+class Dlp:
+    default: str  # "scan", "warn" or "skip"
+    hosts: tuple[tuple[str, bool, str], ...] = ()  # (host, wildcard, mode)
+
+    def mode(self, host: str) -> str:
+        """The mode for a host: an exact entry, else the longest matching wildcard, else the default."""
+        norm = normalize_host(host)
+        if norm is None:
+            return self.default
+        best, best_len = self.default, -1
+        for h, wildcard, mode in self.hosts:
+            if h == norm and not wildcard:
+                return mode
+            if wildcard and (norm == h or norm.endswith("." + h)) and len(h) > best_len:
+                best, best_len = mode, len(h)
+        return best
+
+
+@dataclass(frozen=True)
 class Policy:
     rules: tuple[Rule, ...]
     ssrf_allow: tuple[IPNetwork, ...]
     upstream: tuple[str, int] | None  # (host, port) of pipelock, or None when mitmdump connects directly
+    secrets: tuple[Secret, ...] = ()
+    # A policy without a "dlp" section scans everything: the launcher always writes one, and a
+    # hand-written policy that forgot it must not silently stop scanning.
+    dlp: Dlp = Dlp("scan")
 
 
 @dataclass(frozen=True)
@@ -164,7 +209,106 @@ def load_policy(data: Any) -> Policy:
         rules=tuple(_load_rule(r, f"rules[{i}]") for i, r in enumerate(rules)),
         ssrf_allow=nets,
         upstream=parse_upstream(upstream) if upstream is not None else None,
+        secrets=_load_secrets(data.get("secrets", [])),
+        dlp=_load_dlp(data["dlp"]) if "dlp" in data else Dlp("scan"),
     )
+
+
+def _load_secrets(raw: Any) -> tuple[Secret, ...]:
+    if not isinstance(raw, list):
+        raise _fail("secrets", "must be a list")
+    out: list[Secret] = []
+    for i, item in enumerate(raw):
+        where = f"secrets[{i}]"
+        if not isinstance(item, dict) or set(item) != _SECRET_KEYS:
+            raise _fail(where, f"must be an object with exactly the keys {sorted(_SECRET_KEYS)}")
+        name, placeholder, hosts, header = item["name"], item["placeholder"], item["hosts"], item["header"]
+        if not isinstance(name, str) or not _SECRET_NAME.match(name):
+            raise _fail(where, f"invalid name {name!r}")
+        if not isinstance(placeholder, str) or not _PLACEHOLDER.match(placeholder):
+            raise _fail(where, "placeholder does not look like one of claude-bottle's")
+        if not isinstance(header, str) or not _HEADER_NAME.match(header):
+            raise _fail(where, f"invalid header {header!r} (lower-case token expected)")
+        if not isinstance(hosts, list) or not hosts:
+            raise _fail(where, "hosts must be a non-empty list")
+        norms = set()
+        for host in hosts:
+            if not isinstance(host, str) or (norm := normalize_host(host)) is None:
+                raise _fail(where, f"invalid host {host!r}")
+            norms.add(norm)
+        out.append(Secret(name, placeholder, frozenset(norms), header))
+    for what in ("name", "placeholder"):
+        values = [getattr(s, what) for s in out]
+        if len(set(values)) != len(values):
+            raise _fail("secrets", f"duplicate {what}")
+    return tuple(out)
+
+
+def _load_dlp(raw: Any) -> Dlp:
+    if not isinstance(raw, dict) or set(raw) - _DLP_KEYS or "default" not in raw:
+        raise _fail("dlp", f"must be an object with 'default' and optional 'hosts', got {raw!r}"[:200])
+    default = raw["default"]
+    if default not in DLP_MODES:
+        raise _fail("dlp.default", f"must be one of {', '.join(DLP_MODES)}")
+    hosts = raw.get("hosts", [])
+    if not isinstance(hosts, list):
+        raise _fail("dlp.hosts", "must be a list")
+    out = []
+    for i, item in enumerate(hosts):
+        where = f"dlp.hosts[{i}]"
+        if not isinstance(item, dict) or set(item) != _DLP_HOST_KEYS:
+            raise _fail(where, f"must be an object with exactly the keys {sorted(_DLP_HOST_KEYS)}")
+        host, wildcard, mode = item["host"], item["wildcard"], item["mode"]
+        if not isinstance(host, str) or (norm := normalize_host(host)) is None:
+            raise _fail(where, f"invalid host {host!r}")
+        if not isinstance(wildcard, bool):
+            raise _fail(where, "wildcard must be true or false")
+        if mode not in DLP_MODES:
+            raise _fail(where, f"mode must be one of {', '.join(DLP_MODES)}")
+        out.append((norm, wildcard, mode))
+    return Dlp(default, tuple(out))
+
+
+def load_secret_values(data: Any, policy: Policy) -> dict[str, str]:
+    """{name: value} from the launcher's secrets file; every secret in the policy must have a usable value."""
+    if not isinstance(data, dict) or set(data) != {"version", "values"} or data["version"] != VERSION:
+        raise ValueError("secrets file: must be {\"version\": 1, \"values\": {...}}")
+    values = data["values"]
+    if not isinstance(values, dict):
+        raise ValueError("secrets file: values must be an object")
+    out: dict[str, str] = {}
+    for secret in policy.secrets:
+        value = values.get(secret.name)
+        # A header value can't hold CR, LF or NUL; the launcher refuses those too (never echo the value).
+        if not isinstance(value, str) or not value or any(c in value for c in "\r\n\x00"):
+            raise ValueError(f"secrets file: no usable value for {secret.name}")
+        out[secret.name] = value
+    return out
+
+
+def misplaced_placeholder(
+    policy: Policy, host: str, scheme: str, where: str, header: str | None = None
+) -> Secret | None:
+    """The first secret whose placeholder appears in `where` where it may not; None when all is well.
+
+    A placeholder is allowed only in its own header, to one of its hosts, over HTTPS. `header` is the
+    header `where` came from (lower case), or None for the URL or the body.
+    """
+    norm = normalize_host(host)
+    for secret in policy.secrets:
+        if secret.placeholder not in where:
+            continue
+        if header != secret.header or norm not in secret.hosts or scheme != "https":
+            return secret
+    return None
+
+
+def placeholder_rule(secret: Secret, host: str, scheme: str) -> str:
+    """Why a placeholder was refused, for the 403 body and the log (names only, never values)."""
+    if scheme != "https" and normalize_host(host) in secret.hosts:
+        return f"placeholder for secret {secret.name} sent over plain HTTP; it is only swapped in over HTTPS"
+    hosts = ", ".join(sorted(secret.hosts))
+    return f"placeholder for secret {secret.name} may only be sent in header {secret.header} to {hosts}"
 
 
 def _cidr(value: Any, where: str) -> IPNetwork:
@@ -236,6 +380,13 @@ def log_line(event: str, **fields: Any) -> str:
         raise ValueError(f"unknown log event {event!r}")
     if unknown := set(fields) - _LOG_FIELDS:
         raise ValueError(f"log fields not allowed: {sorted(unknown)}")
+    rules = fields.get("rules")
+    if rules is not None and (not isinstance(rules, list) or not all(isinstance(r, str) and _RULE_ID.match(r)
+                                                                      for r in rules)):
+        raise ValueError("log field rules must be a list of rule ids")
+    secret = fields.get("secret")
+    if secret is not None and (not isinstance(secret, str) or not _SECRET_NAME.match(secret)):
+        raise ValueError("log field secret must be a secret's name")
     ts = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
     record: dict[str, Any] = {"ts": ts.replace("+00:00", "Z"), "source": "addon", "event": event}
     record.update({"host": None, "port": None, "reason": "", **fields})

@@ -33,8 +33,11 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         plan = plan_mod.build(
             manifest, os.urandom(4).hex(), command=command, uid=os.getuid(), gid=os.getgid(), state_dir=state_dir(),
-            taken_subnets=_taken_subnets() if manifest.runtime == "smolmachines" else (),
+            taken_subnets=_taken_subnets() if manifest.runtime == "smolmachines" else (), environ=os.environ,
         )
+        from claude_bottle import secrets
+
+        secrets.resolve(plan.secrets, plan.manifest_path)  # a real start would fail here; values are dropped
         if args.format == "json":
             print(json.dumps(plan.to_json(), indent=2))
         else:

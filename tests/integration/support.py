@@ -60,9 +60,24 @@ def require_images() -> str:
     return tag
 
 
+_STATE_HOME: list[str] = []
+
+
+def state_home() -> str:
+    """One temporary XDG_STATE_HOME for this test process (removed at exit), so the session logs the
+    launcher saves never land in the real user's state directory."""
+    if not _STATE_HOME:
+        import atexit
+
+        _STATE_HOME.append(tempfile.mkdtemp(prefix="cb-itest-state-"))
+        atexit.register(shutil.rmtree, _STATE_HOME[0], True)
+    return _STATE_HOME[0]
+
+
 def launcher_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO
+    env["XDG_STATE_HOME"] = state_home()
     if PIPELOCK_DECLARED_ABSENT:
         env["CLAUDE_BOTTLE_ALLOW_NO_PIPELOCK"] = "1"
     env.update(extra)

@@ -8,6 +8,7 @@ Skipped when mitmdump or openssl is missing, unless CLAUDE_BOTTLE_REQUIRE_DOCKER
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -31,16 +32,31 @@ ADDON = ROOT / "claude_bottle" / "bundle" / "addon.py"
 TIMEOUT = 10.0  # every socket operation; a hang is a failure, not a stuck CI job
 MITMDUMP = shutil.which("mitmdump")
 OPENSSL = shutil.which("openssl")
+
+
+def _gitleaks() -> str | None:
+    """The addon scans with gitleaks: $CLAUDE_BOTTLE_GITLEAKS, PATH, or the one .ci/build-images built."""
+    cache = os.environ.get("CLAUDE_BOTTLE_CACHE") or os.path.expanduser("~/.cache/claude-bottle")
+    for candidate in (os.environ.get("CLAUDE_BOTTLE_GITLEAKS"), shutil.which("gitleaks"),
+                      os.path.join(cache, "gitleaks-v8.30.1", "gitleaks")):  # fmt: skip
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+GITLEAKS = _gitleaks()
 REQUIRED = os.environ.get("CLAUDE_BOTTLE_REQUIRE_DOCKER") == "1"
 BINARY = bytes(range(256))  # raw tunnels must carry every byte value unchanged
 
 
 def setUpModule() -> None:
-    missing = [name for name, path in (("mitmdump", MITMDUMP), ("openssl", OPENSSL)) if path is None]
+    missing = [name for name, path in (("mitmdump", MITMDUMP), ("openssl", OPENSSL), ("gitleaks", GITLEAKS))
+               if path is None]  # fmt: skip
     if missing and REQUIRED:
         raise RuntimeError(f"CLAUDE_BOTTLE_REQUIRE_DOCKER=1 but {', '.join(missing)} not installed")
     if missing:
-        raise unittest.SkipTest(f"{', '.join(missing)} not installed (apt-get install mitmproxy openssl)")
+        raise unittest.SkipTest(f"{', '.join(missing)} not installed (apt-get install mitmproxy openssl; "
+                                "gitleaks: .ci/build-images)")
 
 
 # ---------- certificates ----------
@@ -98,6 +114,23 @@ class Origin(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
             self._in_two_parts(b"data: 1\n\n", b"data: 2\n\n", token)
+        elif path.endswith("/echo"):  # what arrived, as digests: a test compares, nothing is echoed
+            body = self._body()
+            seen = {k.lower(): hashlib.sha256(v.encode("latin-1")).hexdigest() for k, v in self.headers.items()}
+            self._reply(json.dumps({"headers": seen, "body": hashlib.sha256(body).hexdigest(),
+                                    "length": len(body)}).encode())  # fmt: skip
+        elif path.endswith("/reflect"):  # a careless server quoting the credential it was sent
+            value = self.headers.get("authorization", "")
+            self._reply(f"you sent {value}".encode("latin-1"), {"X-Reflect": value})
+        elif path.endswith("/sse-reflect"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            value = self.headers.get("authorization", "").encode("latin-1")
+            self.wfile.write(b"data: " + value[:20])
+            self.wfile.flush()
+            time.sleep(0.3)  # the value split across two chunks
+            self.wfile.write(value[20:] + b"\n\ndata: end\n\n")
         elif path.endswith("/big"):
             first, rest = b"a" * (1 << 20), b"b" * (1 << 20)  # content-length 2 MiB > the 1 MiB threshold
             self.send_response(200)
@@ -107,6 +140,28 @@ class Origin(BaseHTTPRequestHandler):
             self._in_two_parts(first, rest, token)
         else:
             self.send_error(404)
+
+    do_POST = do_GET
+
+    def _body(self) -> bytes:
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            data = b""
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                data += self.rfile.read(size)
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            return data
+        return self.rfile.read(int(self.headers.get("content-length") or 0))
+
+    def _reply(self, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
 
     def _in_two_parts(self, first: bytes, rest: bytes, token: str) -> None:
         self.wfile.write(first)
@@ -232,19 +287,26 @@ def free_port() -> int:
 class Mitmdump:
     """One mitmdump with the addon and a policy; JSON lines from stdout are collected as they come."""
 
-    def __init__(self, workdir: Path, policy: dict[str, Any], ca: Path, mode: str = "regular") -> None:
+    def __init__(self, workdir: Path, policy: dict[str, Any], ca: Path, mode: str = "regular",
+                 secrets: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.dir = Path(tempfile.mkdtemp(prefix="mitm-", dir=workdir))
         self.policy_file = self.dir / "policy.json"
         self.policy_file.write_text(json.dumps(policy))
+        secrets_file = self.dir / "secrets.json"
+        if secrets is not None:
+            secrets_file.write_text(json.dumps(secrets))
+            secrets_file.chmod(0o400)
         self.port = free_port()
         self.lines: list[str] = []
         self.cond = threading.Condition()
         argv = [
             MITMDUMP or "mitmdump", "--mode", mode, "--listen-host", "127.0.0.1", "-p", str(self.port),
             "--set", f"confdir={self.dir / 'conf'}", "--set", f"ssl_verify_upstream_trusted_ca={ca}",
-            "--set", "flow_detail=0", "--set", "termlog_verbosity=warn", "-s", str(ADDON),
+            "--set", "flow_detail=0", "--set", "termlog_verbosity=warn", *args, "-s", str(ADDON),
         ]
-        env = dict(os.environ, CLAUDE_BOTTLE_POLICY=str(self.policy_file))
+        env = {**os.environ, "CLAUDE_BOTTLE_POLICY": str(self.policy_file), "CLAUDE_BOTTLE_SECRETS": str(secrets_file),
+               "CLAUDE_BOTTLE_GITLEAKS": GITLEAKS or "gitleaks", **(env or {})}
         self.stderr = open(self.dir / "stderr.txt", "wb")
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=self.stderr,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -430,8 +492,8 @@ class AddonTestBase(unittest.TestCase):
         return server
 
     @classmethod
-    def start_proxy(cls, policy: dict[str, Any], mode: str = "regular") -> Mitmdump:
-        proxy = Mitmdump(cls.tmp, policy, cls.ca, mode)
+    def start_proxy(cls, policy: dict[str, Any], mode: str = "regular", **kw: Any) -> Mitmdump:
+        proxy = Mitmdump(cls.tmp, policy, cls.ca, mode, **kw)
         cls.proxies.append(proxy)
         proxy.wait_ready()
         return proxy

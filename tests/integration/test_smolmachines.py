@@ -127,7 +127,9 @@ class SmolmachinesStartTest(unittest.TestCase):
             listed = _run("docker", *kind.split(), "--quiet", "--filter", f"label={self.label}")
             self.assertEqual(listed.stdout.split(), [], f"docker {kind} still lists {self.label}")
         self.assertEqual(fakes.smolvm_machines(self.fake_state), [])
-        self.assertEqual(os.listdir(os.path.join(self.state, "claude-bottle")), [smolvm.CACHE_SUBDIR])
+        # The artifact cache and the sessions' audit logs stay; nothing else does.
+        self.assertEqual(sorted(os.listdir(os.path.join(self.state, "claude-bottle"))),
+                         sorted([smolvm.CACHE_SUBDIR, "sessions"]))  # fmt: skip
 
     def test_start_runs_the_agent_against_the_bundle_and_removes_everything(self) -> None:
         code, stderr = self.start()

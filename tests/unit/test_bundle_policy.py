@@ -312,5 +312,127 @@ class LogLineTest(unittest.TestCase):
         self.assertEqual(json.loads(line)["host"], "a\nb\"c")
 
 
+PH = "claude-bottle-placeholder-TOKEN-" + "ab" * 16
+PH2 = "claude-bottle-placeholder-OTHER-" + "cd" * 16
+SECRETS = [
+    {"name": "TOKEN", "placeholder": PH, "hosts": ["api.example.com", "API.example.net."], "header": "authorization"},
+    {"name": "OTHER", "placeholder": PH2, "hosts": ["api.example.com"], "header": "x-api-key"},
+]
+
+
+class SecretsPolicyTest(unittest.TestCase):
+    def test_secrets_load(self) -> None:
+        p = load(secrets=SECRETS)
+        self.assertEqual(p.secrets[0], policy.Secret("TOKEN", PH, frozenset({"api.example.com", "api.example.net"}),
+                                                     "authorization"))  # fmt: skip
+        self.assertEqual(load().secrets, ())
+
+    def test_bad_secrets(self) -> None:
+        def bad(fragment: str, **change: Any) -> None:
+            with self.subTest(change=change), self.assertRaises(ValueError) as cm:
+                load(secrets=[dict(SECRETS[0], **change)])
+            self.assertIn(fragment, str(cm.exception))
+
+        bad("placeholder does not look like", placeholder="short")
+        bad("placeholder does not look like", placeholder=PH + "x")
+        bad("placeholder does not look like", placeholder="Bearer " + PH)
+        bad("invalid name", name="A-B")
+        bad("invalid header", header="Authorization")  # the launcher writes it in lower case
+        bad("invalid header", header="x key")
+        bad("hosts must be a non-empty list", hosts=[])
+        bad("invalid host", hosts=["*.example.com"])
+        bad("exactly the keys", format="Bearer {}")
+        with self.assertRaises(ValueError):
+            load(secrets=[SECRETS[0], dict(SECRETS[1], name="TOKEN")])  # duplicate name
+        with self.assertRaises(ValueError):
+            load(secrets=[SECRETS[0], dict(SECRETS[1], placeholder=PH)])  # duplicate placeholder
+        with self.assertRaises(ValueError):
+            load(secrets={"TOKEN": SECRETS[0]})
+
+    def test_secret_values(self) -> None:
+        p = load(secrets=SECRETS)
+        values = policy.load_secret_values({"version": 1, "values": {"TOKEN": "t0k", "OTHER": "0th", "X": "y"}}, p)
+        self.assertEqual(values, {"TOKEN": "t0k", "OTHER": "0th"})
+        for data in ({"version": 1, "values": {"TOKEN": "t0k"}}, {"version": 1, "values": {"TOKEN": "", "OTHER": "o"}},
+                     {"version": 1, "values": {"TOKEN": "a\nb", "OTHER": "o"}}, {"values": {}}, [],
+                     {"version": 1, "values": []}):  # fmt: skip
+            with self.subTest(data=data), self.assertRaises(ValueError) as cm:
+                policy.load_secret_values(data, p)
+            self.assertNotIn("a\nb", str(cm.exception))
+
+    def test_where_a_placeholder_may_go(self) -> None:
+        p = load(secrets=SECRETS)
+        ok = [("api.example.com", "https", f"Bearer {PH}", "authorization"),
+              ("API.EXAMPLE.NET.", "https", PH, "authorization"),
+              ("api.example.com", "https", PH2, "x-api-key"),
+              ("evil.example", "https", "no placeholder here", "authorization")]  # fmt: skip
+        for case in ok:
+            self.assertIsNone(policy.misplaced_placeholder(p, *case), case)
+        bad = [("evil.example", "https", PH, "authorization", "TOKEN"),
+               ("api.example.com", "http", PH, "authorization", "TOKEN"),
+               ("api.example.com", "https", PH, "x-api-key", "TOKEN"),
+               ("api.example.com", "https", PH2, "authorization", "OTHER"),
+               ("api.example.com", "https", f"/v1?k={PH}", None, "TOKEN"),
+               ("api.example.net", "https", PH2, "x-api-key", "OTHER")]  # fmt: skip
+        for host, scheme, where, header, name in bad:
+            found = policy.misplaced_placeholder(p, host, scheme, where, header)
+            self.assertEqual(found.name if found else None, name, (host, scheme, where, header))
+
+    def test_refusal_reasons_name_the_secret_never_a_value(self) -> None:
+        secret = load(secrets=SECRETS).secrets[0]
+        self.assertEqual(policy.placeholder_rule(secret, "evil.example", "https"),
+                         "placeholder for secret TOKEN may only be sent in header authorization to "
+                         "api.example.com, api.example.net")  # fmt: skip
+        self.assertEqual(policy.placeholder_rule(secret, "api.example.com", "http"),
+                         "placeholder for secret TOKEN sent over plain HTTP; it is only swapped in over HTTPS")
+
+
+class DlpPolicyTest(unittest.TestCase):
+    def test_without_a_dlp_section_everything_is_scanned(self) -> None:
+        self.assertEqual(load().dlp, policy.Dlp("scan"))
+        self.assertEqual(load().dlp.mode("anything.example"), "scan")
+
+    def test_modes(self) -> None:
+        d = load(dlp={"default": "scan", "hosts": [
+            {"host": "api.anthropic.com", "wildcard": False, "mode": "warn"},
+            {"host": "example.org", "wildcard": True, "mode": "skip"},
+            {"host": "deep.example.org", "wildcard": True, "mode": "warn"},
+            {"host": "www.example.org", "wildcard": False, "mode": "scan"},
+        ]}).dlp  # fmt: skip
+        cases = {"api.anthropic.com": "warn", "API.Anthropic.com.": "warn", "x.api.anthropic.com": "scan",
+                 "example.org": "skip", "a.example.org": "skip", "a.deep.example.org": "warn",
+                 "deep.example.org": "warn", "www.example.org": "scan", "other.test": "scan",
+                 "bad host": "scan"}  # fmt: skip
+        for host, mode in cases.items():
+            self.assertEqual(d.mode(host), mode, host)
+
+    def test_bad_dlp(self) -> None:
+        for dlp in ({"hosts": []}, {"default": "block"}, {"default": "scan", "extra": 1},
+                    {"default": "scan", "hosts": {}},
+                    {"default": "scan", "hosts": [{"host": "a.test", "wildcard": False}]},
+                    {"default": "scan", "hosts": [{"host": "a.test", "wildcard": 1, "mode": "scan"}]},
+                    {"default": "scan", "hosts": [{"host": "a b", "wildcard": False, "mode": "scan"}]},
+                    {"default": "scan", "hosts": [{"host": "a.test", "wildcard": False, "mode": "off"}]},
+                    "scan"):  # fmt: skip
+            with self.subTest(dlp=dlp), self.assertRaises(ValueError):
+                load(dlp=dlp)
+
+
+class NewLogFieldsTest(unittest.TestCase):
+    def test_injected_and_warning_events(self) -> None:
+        rec = json.loads(policy.log_line("injected", host="api.example.com", port=443, secret="TOKEN",
+                                         reason="header authorization"))  # fmt: skip
+        self.assertEqual((rec["event"], rec["secret"]), ("injected", "TOKEN"))
+        rec = json.loads(policy.log_line("warning", kind="dlp", rules=["aws-access-token"], mode="warn"))
+        self.assertEqual(rec["rules"], ["aws-access-token"])
+
+    def test_fields_that_could_carry_a_value_are_refused(self) -> None:
+        for fields in ({"secret": "sk-ant-api03 with spaces"}, {"secret": "a-b"}, {"rules": "aws-access-token"},
+                       {"rules": ["has space"]}, {"rules": [{"Secret": "x"}]}, {"value": "x"},
+                       {"match": "x"}):  # fmt: skip
+            with self.subTest(fields=fields), self.assertRaises(ValueError):
+                policy.log_line("blocked", **fields)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -18,7 +18,7 @@ from claude_bottle import __version__, cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MINIMAL = os.path.join(REPO, "examples", "minimal.json")
-SUBCOMMANDS = ("start", "validate", "ps", "cleanup", "build")
+SUBCOMMANDS = ("start", "validate", "ps", "cleanup", "logs", "build")
 
 
 def _run(argv: list[str]) -> tuple[int, str, str]:

@@ -16,7 +16,7 @@ from contextlib import redirect_stderr
 from typing import Callable, Sequence
 from unittest import mock
 
-from claude_bottle import manifest as manifest_mod, plan as plan_mod, smolvm, smolvm_argv as argv
+from claude_bottle import audit, manifest as manifest_mod, plan as plan_mod, smolvm, smolvm_argv as argv
 from claude_bottle.errors import EXIT_LAUNCHER, BottleError, Interrupted, RuntimeFailure
 from claude_bottle.manifest import Resources
 from claude_bottle.runner import Result, SubprocessRunner
@@ -584,7 +584,8 @@ class StartWithFakeTest(unittest.TestCase):
         calls = fakes.smolvm_calls(fake_state)
         self.assertEqual(sum(c[:2] == ["pack", "create"] for c in calls), 1)  # the second start reused it
         self.assertEqual(fakes.smolvm_machines(fake_state), [])
-        self.assertEqual(os.listdir(state), [smolvm.CACHE_SUBDIR])
+        # Per-session files are gone; the artifact cache and the sessions' audit logs stay.
+        self.assertEqual(sorted(os.listdir(state)), [audit.SESSIONS_DIR, smolvm.CACHE_SUBDIR])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,178 @@
+"""claude_bottle.bundle.dlp: the addon's gitleaks runner, placeholder swapping, masking and scrubbing.
+
+gitleaks itself is faked with small scripts here; the real binary, when .ci/build-images has built it,
+is checked against the exact flags the addon uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import unittest
+
+from claude_bottle.bundle import dlp
+
+PH = "claude-bottle-placeholder-TOKEN-0f3a9c2b7d1e4f5a6b8c9d0e1f2a3b4c"  # as random-looking as a real one
+REAL = "sk-real-0123456789"
+
+
+def _real_gitleaks() -> str | None:
+    cache = os.environ.get("CLAUDE_BOTTLE_CACHE") or os.path.expanduser("~/.cache/claude-bottle")
+    for candidate in (os.environ.get("CLAUDE_BOTTLE_GITLEAKS"), shutil.which("gitleaks"),
+                      os.path.join(cache, "gitleaks-v8.30.1", "gitleaks")):  # fmt: skip
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+class FakeGitleaks(unittest.TestCase):
+    def setUp(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="cb-dlp-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def fake(self, body: str) -> list[str]:
+        path = os.path.join(self.dir, f"gitleaks-{len(os.listdir(self.dir))}")
+        with open(path, "w") as handle:
+            handle.write(f"#!{sys.executable}\nimport json, sys, time\ndata = sys.stdin.buffer.read()\n{body}\n")
+        os.chmod(path, 0o755)
+        return dlp.gitleaks_argv(path, os.path.join(self.dir, "gitleaks.toml"))
+
+    def scan(self, argv: list[str], data: bytes = b"x", timeout: float = 5) -> dlp.ScanResult:
+        return asyncio.run(dlp.run_gitleaks(data, argv, timeout, self.dir))
+
+    def test_verdicts(self) -> None:
+        self.assertEqual(self.scan(self.fake("sys.exit(0)")), dlp.ScanResult("clean"))
+        report = json.dumps([{"RuleID": "github-pat", "Secret": "REDACTED"}, {"RuleID": "aws-access-token"},
+                             {"RuleID": "github-pat"}])  # fmt: skip
+        leak = self.scan(self.fake(f"print({report!r}); sys.exit(99)"))
+        self.assertEqual(leak, dlp.ScanResult("leak", ("aws-access-token", "github-pat")))
+        failed = dlp.ScanResult("error", reason="gitleaks failed (exit 1)")
+        self.assertEqual(self.scan(self.fake("sys.exit(1)")), failed)
+        self.assertEqual(self.scan(self.fake("print('garbage'); sys.exit(99)")).rules, ("unreadable-report",))
+
+    def test_stdin_reaches_gitleaks(self) -> None:
+        argv = self.fake("sys.exit(99 if data == b'exact bytes' else 0)")
+        self.assertEqual(self.scan(argv, b"exact bytes").verdict, "leak")
+
+    def test_a_slow_scan_times_out_and_is_killed(self) -> None:
+        marker = os.path.join(self.dir, "still-running")
+        argv = self.fake(f"time.sleep(2); open({marker!r}, 'w').close()")
+        started = time.monotonic()
+        result = self.scan(argv, timeout=0.5)
+        self.assertEqual(result, dlp.ScanResult("error", reason="gitleaks timed out after 0.5 s"))
+        self.assertLess(time.monotonic() - started, 1.5)
+        time.sleep(2)
+        self.assertFalse(os.path.exists(marker), "the timed-out gitleaks kept running")
+
+    def test_a_missing_binary_is_an_error(self) -> None:
+        result = self.scan(dlp.gitleaks_argv("/nonexistent/gitleaks", "/x.toml"))
+        self.assertEqual(result.verdict, "error")
+        self.assertIn("cannot run gitleaks", result.reason)
+
+    def test_scanner_slots_fail_closed_when_busy(self) -> None:
+        argv = self.fake("time.sleep(1)")
+
+        async def two() -> list[dlp.ScanResult]:
+            scanner = dlp.Scanner(argv, timeout=5, slots=1, queue_wait=0.2)
+            return list(await asyncio.gather(scanner.scan(b"a"), scanner.scan(b"b")))
+
+        results = asyncio.run(two())
+        self.assertEqual(sorted(r.verdict for r in results), ["clean", "error"])
+        self.assertIn("scanner busy", next(r.reason for r in results if r.verdict == "error"))
+
+
+@unittest.skipUnless(_real_gitleaks(), "gitleaks not built (run .ci/build-images)")
+class RealGitleaksTest(unittest.TestCase):
+    argv = dlp.gitleaks_argv(_real_gitleaks() or "gitleaks")
+
+    def scan(self, data: bytes) -> dlp.ScanResult:
+        return asyncio.run(dlp.run_gitleaks(data, self.argv, 30, os.path.dirname(dlp.CONFIG)))
+
+    def test_the_bundle_config_finds_keys_and_redacts(self) -> None:
+        key = "AKIA" + "QJ7K2M4N5P6R3S2T"
+        found = self.scan(f"aws_access_key_id = {key}".encode())
+        self.assertEqual(found, dlp.ScanResult("leak", ("aws-access-token",)))
+        self.assertEqual(self.scan(b"def add(a, b):\n    return a + b\n"), dlp.ScanResult("clean"))
+
+    def test_allow_comments_in_the_scanned_text_are_ignored(self) -> None:
+        key = "AKIA" + "QJ7K2M4N5P6R3S2T"
+        self.assertEqual(self.scan(f"aws_access_key_id = {key}  # gitleaks:allow".encode()).verdict, "leak")
+
+    def test_a_masked_placeholder_is_clean_and_an_unmasked_one_is_not(self) -> None:
+        ph = b"claude-bottle-placeholder-ANTHROPIC_API_KEY-0f3a9c2b7d1e4f5a6b8c9d0e1f2a3b4c"
+        head = [(b"x-api-key", ph)]  # this one looks like a generic API key to gitleaks
+        self.assertEqual(self.scan(dlp.scan_text("https://api.example.com/v1", head, b"", [ph])).verdict, "clean")
+        self.assertEqual(self.scan(dlp.scan_text("https://api.example.com/v1", head, b"", [])).verdict, "leak")
+
+
+class SwapTest(unittest.TestCase):
+    def test_substring_of_the_header(self) -> None:
+        self.assertEqual(dlp.swap(f"Bearer {PH}", PH, REAL), f"Bearer {REAL}")
+        self.assertEqual(dlp.swap(PH, PH, REAL), REAL)
+        self.assertEqual(dlp.swap("Bearer other", PH, REAL), "Bearer other")
+
+    def test_inside_a_basic_credential(self) -> None:
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            value = "Basic " + encode(f"x-access-token:{PH}".encode()).decode()
+            swapped = dlp.swap(value, PH, REAL)
+            self.assertEqual(base64.b64decode(swapped.split()[1]), f"x-access-token:{REAL}".encode())
+        self.assertEqual(dlp.swap("Basic " + base64.b64encode(b"u:p").decode(), PH, REAL),
+                         "Basic " + base64.b64encode(b"u:p").decode())  # fmt: skip
+        self.assertEqual(dlp.swap("Basic !!!", PH, REAL), "Basic !!!")
+
+    def test_header_views(self) -> None:
+        basic = b"basic " + base64.b64encode(b"u:" + PH.encode())
+        self.assertEqual(dlp.header_views(basic), [basic, b"u:" + PH.encode()])
+        self.assertEqual(dlp.header_views(b"Bearer x"), [b"Bearer x"])
+
+
+class ScanTextTest(unittest.TestCase):
+    def test_everything_is_there_and_placeholders_are_masked(self) -> None:
+        basic = b"Basic " + base64.b64encode(b"u:" + PH.encode())
+        text = dlp.scan_text(f"https://h.example/p?q={PH}", [(b"authorization", basic), (b"x-a", b"1")],
+                             b"body " + PH.encode(), [PH.encode()])  # fmt: skip
+        self.assertNotIn(PH.encode(), text)
+        self.assertIn(b"https://h.example/p?q=" + dlp.MASK, text)
+        self.assertIn(b"authorization: u:" + dlp.MASK, text)
+        self.assertIn(b"x-a: 1", text)
+        self.assertTrue(text.endswith(b"\n\nbody " + dlp.MASK))
+
+
+class ScrubberTest(unittest.TestCase):
+    pairs = [(REAL.encode(), PH.encode()), (b"second-real", b"claude-bottle-placeholder-B-" + b"0" * 32)]
+
+    def feed(self, chunks: list[bytes]) -> tuple[bytes, list[bytes]]:
+        scrub = dlp.Scrubber(self.pairs)
+        out = [scrub(c) for c in chunks] + [scrub(b"")]
+        return b"".join(out), out
+
+    def test_a_value_split_anywhere_is_replaced(self) -> None:
+        data = b"data: you sent Bearer " + REAL.encode() + b" and second-real\n\n"
+        expected = dlp.scrub(data, self.pairs)
+        self.assertNotIn(REAL.encode(), expected)
+        for cut in range(1, len(data) - 1):
+            for cut2 in sorted({cut + 1, min(len(data) - 1, cut + 7)}):  # no empty chunk: b"" ends a stream
+                with self.subTest(cut=cut, cut2=cut2):
+                    joined, _ = self.feed([data[:cut], data[cut:cut2], data[cut2:]])
+                    self.assertEqual(joined, expected)
+
+    def test_events_are_not_held_back(self) -> None:
+        _, out = self.feed([b"data: 1\n\n", b"data: 2\n\n"])
+        self.assertEqual(out, [b"data: 1\n\n", b"data: 2\n\n", b""])
+        _, out = self.feed([b"data: sk-", b"real-0123456789\n\n"])  # only a possible start of a value waits
+        self.assertEqual(out, [b"data: ", PH.encode() + b"\n\n", b""])
+
+    def test_the_end_of_the_stream_flushes(self) -> None:
+        joined, out = self.feed([b"ends with sk-re"])
+        self.assertEqual(out, [b"ends with ", b"sk-re"])
+        self.assertEqual(joined, b"ends with sk-re")
+
+
+if __name__ == "__main__":
+    unittest.main()
