@@ -115,9 +115,13 @@ class PortGate:
     host: str  # bare domain for wildcards (the `*.` is in `wildcard`)
     wildcard: bool
     ports: tuple[int, ...]
+    # Ports whose tunnels may carry bytes that are neither TLS nor HTTP (HOST:PORT and ssh:// rules).
+    # Elsewhere such bytes would pass uninspected, past the DLP scan, so the addon refuses them.
+    raw_ports: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, object]:
-        return {"host": self.host, "wildcard": self.wildcard, "ports": list(self.ports)}
+        return {"host": self.host, "wildcard": self.wildcard, "ports": list(self.ports),
+                "raw_ports": list(self.raw_ports)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -299,17 +303,20 @@ def expand(entries: list[object], on_error: Callable[[int, str], Exception]) -> 
 def classify(rules: tuple[Rule, ...]) -> Egress:
     """Turn rules into the pipelock allowlist, SSRF exceptions and per-host port gates."""
     ports: dict[str, set[int]] = {}
+    raw: dict[str, set[int]] = {}
     unique: dict[tuple[str, str, tuple[int, ...]], Rule] = {}
     for rule in rules:
         unique.setdefault((rule.kind, rule.host, rule.ports), rule)
         ports.setdefault(rule.host, set()).update(rule.ports)
+        if rule.kind in ("tcp", "ssh") or (rule.kind == "wildcard" and rule.ports != WEB_PORTS):
+            raw.setdefault(rule.host, set()).update(rule.ports)
     ssrf: set[str] = set()
     for host in ports:
         ip = _ip_or_none(host)
         if ip is not None and any(ip.version == n.version and ip in n for n in SSRF_GUARDED_NETS):
             ssrf.add(f"{ip.compressed}/{ip.max_prefixlen}")
     gates = tuple(
-        PortGate(host.removeprefix("*."), host.startswith("*."), tuple(sorted(p)))
+        PortGate(host.removeprefix("*."), host.startswith("*."), tuple(sorted(p)), tuple(sorted(raw.get(host, ()))))
         for host, p in sorted(ports.items())
     )
     return Egress(

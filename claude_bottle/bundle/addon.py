@@ -103,6 +103,10 @@ class Gate:
         self.background: set[asyncio.Task[None]] = set()
 
     def configure(self, updated: set[str]) -> None:
+        if ctx.options.rawtcp:
+            # mitmproxy's own layer choice would relay any non-HTTP, non-TLS tunnel as raw TCP, past
+            # the DLP scan; raw relaying is this addon's decision alone (next_layer, per rule).
+            ctx.options.update(rawtcp=False)
         if ctx.options.stream_large_bodies:
             # mitmproxy would then send big request bodies on before the `request` hook could scan them.
             return fatal("stream_large_bodies must not be set: it lets request bodies past the DLP scan")
@@ -390,11 +394,17 @@ class Gate:
         tcp = (bool(server) and not client) or (
             len(client) >= 3 and not is_tls_record_magic(client) and not _HTTP_START.match(client)
         )
-        if tcp:
-            # ignore=True: no TCPFlow that would keep every message of a long SSH session in memory.
-            nextlayer.layer = layers.TCPLayer(c, ignore=True)
-            host, port = c.server.address
-            emit("tunnel_open", host=host, port=port, kind="tcp", reason="raw tcp passthrough")
+        if not tcp:
+            return
+        host, port = c.server.address
+        if not pol.raw_allowed(self.policy, host, port):
+            # Left to the HTTP layer (rawtcp is off), which answers 400 and closes: nothing is relayed.
+            emit("blocked", host=host, port=port, kind="tcp",
+                 reason=f"raw TCP to port {port} needs a {host}:{port} or ssh:// rule")  # fmt: skip
+            return
+        # ignore=True: no TCPFlow that would keep every message of a long SSH session in memory.
+        nextlayer.layer = layers.TCPLayer(c, ignore=True)
+        emit("tunnel_open", host=host, port=port, kind="tcp", reason="raw tcp passthrough")
 
 
 addons = [Gate()]

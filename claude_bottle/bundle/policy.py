@@ -22,6 +22,7 @@ VERSION = 1
 # Optional keys; anything else is a launcher/addon version mismatch and must not be guessed at.
 _TOP_KEYS = {"version", "rules", "ssrf_allow", "upstream", "upstream_trusted_ca", "secrets", "dlp"}
 _RULE_KEYS = {"host", "wildcard", "ports"}
+_RULE_OPTIONAL_KEYS = {"raw_ports"}
 _SECRET_KEYS = {"name", "placeholder", "hosts", "header"}
 _DLP_KEYS = {"default", "hosts"}
 _DLP_HOST_KEYS = {"host", "wildcard", "mode"}
@@ -63,6 +64,7 @@ class Rule:
     host: str  # normalized: lower case, no trailing dot, IPs canonical
     wildcard: bool
     ports: frozenset[int]
+    raw_ports: frozenset[int] = frozenset()  # ports where neither-TLS-nor-HTTP tunnels may pass
 
     def matches(self, host: str) -> bool:
         return host == self.host or (self.wildcard and host.endswith("." + self.host))
@@ -155,8 +157,8 @@ def _port(value: Any, where: str) -> int:
 def _load_rule(raw: Any, where: str) -> Rule:
     if not isinstance(raw, dict):
         raise _fail(where, "rule must be an object")
-    if set(raw) != _RULE_KEYS:
-        raise _fail(where, f"rule keys must be exactly {sorted(_RULE_KEYS)}, got {sorted(raw)}")
+    if not _RULE_KEYS <= set(raw) <= _RULE_KEYS | _RULE_OPTIONAL_KEYS:
+        raise _fail(where, f"rule keys must be {sorted(_RULE_KEYS)} (+ raw_ports), got {sorted(raw)}")
     host, wildcard, ports = raw["host"], raw["wildcard"], raw["ports"]
     if not isinstance(host, str) or (norm := normalize_host(host)) is None:
         raise _fail(where, f"invalid host {host!r}")
@@ -166,7 +168,14 @@ def _load_rule(raw: Any, where: str) -> Rule:
         raise _fail(where, f"wildcard cannot apply to an IP address ({host})")
     if not isinstance(ports, list) or not ports:
         raise _fail(where, "ports must be a non-empty list")
-    return Rule(norm, wildcard, frozenset(_port(p, f"{where}.ports") for p in ports))
+    raw_ports = raw.get("raw_ports", [])
+    if not isinstance(raw_ports, list):
+        raise _fail(where, "raw_ports must be a list")
+    allowed = frozenset(_port(p, f"{where}.ports") for p in ports)
+    raw_set = frozenset(_port(p, f"{where}.raw_ports") for p in raw_ports)
+    if not raw_set <= allowed:
+        raise _fail(where, "raw_ports must be a subset of ports")
+    return Rule(norm, wildcard, allowed, raw_set)
 
 
 def parse_upstream(url: str) -> tuple[str, int]:
@@ -336,6 +345,12 @@ def decide(policy: Policy, host: str, port: int) -> Decision:
     if any(port in r.ports for r in matching):
         return Decision(True, "allowed by rule")
     return Decision(False, f"port {port} not allowed for {norm}")
+
+
+def raw_allowed(policy: Policy, host: str, port: int) -> bool:
+    """May a tunnel to host:port carry bytes that are neither TLS nor HTTP (SSH, a database)?"""
+    norm = normalize_host(host)
+    return norm is not None and any(r.matches(norm) and port in r.raw_ports for r in policy.rules)
 
 
 def authority_host(authority: str) -> str | None:

@@ -549,13 +549,22 @@ class RegularModeTest(AddonTestBase):
 
     proxy: Mitmdump
     ssrf_proxy: Mitmdump
+    web_only_proxy: Mitmdump
 
     @classmethod
     def setUpProxies(cls) -> None:
         ports = [cls.port(s) for s in (cls.http, cls.https, cls.banner, cls.echo)]
+        raw = [cls.port(s) for s in (cls.banner, cls.echo)]
         cls.proxy = cls.start_proxy({
             "version": 1,
-            "rules": [{"host": "127.0.0.1", "wildcard": False, "ports": ports}],
+            "rules": [{"host": "127.0.0.1", "wildcard": False, "ports": ports, "raw_ports": raw}],
+            "ssrf_allow": ["127.0.0.0/8"],
+            "upstream": None,
+        })
+        # The echo port as a web rule would allow it (TLS/HTTP only): raw bytes must not pass.
+        cls.web_only_proxy = cls.start_proxy({
+            "version": 1,
+            "rules": [{"host": "127.0.0.1", "wildcard": False, "ports": [cls.port(cls.echo)]}],
             "ssrf_allow": ["127.0.0.0/8"],
             "upstream": None,
         })
@@ -563,8 +572,8 @@ class RegularModeTest(AddonTestBase):
         sink = cls.port(cls.sink)
         cls.ssrf_proxy = cls.start_proxy({
             "version": 1,
-            "rules": [{"host": "127.0.0.1", "wildcard": False, "ports": [sink]},
-                      {"host": "localhost", "wildcard": False, "ports": [sink]}],
+            "rules": [{"host": "127.0.0.1", "wildcard": False, "ports": [sink], "raw_ports": [sink]},
+                      {"host": "localhost", "wildcard": False, "ports": [sink], "raw_ports": [sink]}],
             "ssrf_allow": [],
             "upstream": None,
         })
@@ -629,6 +638,27 @@ class RegularModeTest(AddonTestBase):
             payload = b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n" + BINARY
             sock.sendall(payload)
             self.assertEqual(recv_exactly(sock, len(payload)), payload)
+
+    def test_raw_tcp_on_a_web_only_port_is_not_relayed(self) -> None:
+        # Otherwise any allowed HTTPS host would be a raw pipe past the DLP scan.
+        status, _, sock = proxy_connect(self.web_only_proxy.port, "127.0.0.1", self.port(self.echo))
+        with sock:
+            self.assertEqual(status, 200)
+            payload = b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n" + BINARY
+            sock.sendall(payload)
+            sock.settimeout(5)
+            got = b""
+            try:
+                while len(got) < len(payload):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    got += chunk
+            except (socket.timeout, ConnectionError):
+                pass
+        self.assertNotIn(b"OpenSSH_9.2p1", got, "raw bytes were relayed to a web-only port")
+        blocked = [e for e in self.web_only_proxy.events("blocked") if e.get("kind") == "tcp"]
+        self.assertTrue(blocked, self.web_only_proxy.events("blocked"))
 
     def test_raw_tcp_client_speaks_first_like_ssh(self) -> None:
         status, _, sock = proxy_connect(self.proxy.port, "127.0.0.1", self.port(self.echo))
@@ -705,7 +735,8 @@ class UpstreamModeTest(AddonTestBase):
         url = f"http://127.0.0.1:{cls.port(cls.upstream)}"
         # No ssrf_allow: the peer is the upstream on loopback, and SSRF is the upstream's job.
         cls.proxy = cls.start_proxy(
-            {"version": 1, "rules": [{"host": "127.0.0.1", "wildcard": False, "ports": ports}], "upstream": url},
+            {"version": 1, "rules": [{"host": "127.0.0.1", "wildcard": False, "ports": ports,
+                                      "raw_ports": [cls.port(cls.echo)]}], "upstream": url},
             mode=f"upstream:{url}",
         )
 

@@ -436,3 +436,25 @@ class NewLogFieldsTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RawTcpTest(unittest.TestCase):
+    """Only ports named by HOST:PORT or ssh:// rules may carry bytes that are neither TLS nor HTTP."""
+
+    def policy(self, **rule: Any) -> policy.Policy:
+        base = {"host": "git.example.com", "wildcard": False, "ports": [22, 443]}
+        return policy.load_policy({"version": 1, "rules": [{**base, **rule}]})
+
+    def test_raw_only_on_listed_ports(self) -> None:
+        p = self.policy(raw_ports=[22])
+        self.assertTrue(policy.raw_allowed(p, "GIT.example.com.", 22))
+        self.assertFalse(policy.raw_allowed(p, "git.example.com", 443))
+        self.assertFalse(policy.raw_allowed(p, "other.example.com", 22))
+
+    def test_no_raw_ports_means_none(self) -> None:
+        self.assertFalse(policy.raw_allowed(self.policy(), "git.example.com", 22))
+
+    def test_raw_ports_must_be_allowed_ports(self) -> None:
+        for bad in ([8022], "22", [True], [0]):
+            with self.subTest(bad=bad), self.assertRaises(ValueError):
+                self.policy(raw_ports=bad)

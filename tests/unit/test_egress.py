@@ -383,10 +383,22 @@ class ClassifyTest(unittest.TestCase):
         self.assertEqual(
             [g.to_json() for g in eg.port_gates],
             [
-                {"host": "example.com", "wildcard": True, "ports": [80, 443]},
-                {"host": "example.com", "wildcard": False, "ports": [8443]},
+                {"host": "example.com", "wildcard": True, "ports": [80, 443], "raw_ports": []},
+                {"host": "example.com", "wildcard": False, "ports": [8443], "raw_ports": [8443]},
             ],
         )
+
+    def test_raw_tcp_only_on_ports_that_tcp_and_ssh_rules_name(self) -> None:
+        # Web rules carry TLS or HTTP only: raw bytes there would pass uninspected, past the DLP scan.
+        eg = _classify(["example.com", "example.com:5432", "ssh://git.example.com", "ssh://h.example.com:2222",
+                        "*.example.org", "*.example.net:9000"])  # fmt: skip
+        raw = {("*." if g.wildcard else "") + g.host: g.raw_ports for g in eg.port_gates}
+        self.assertEqual(raw["example.com"], (5432,))
+        self.assertEqual(raw["git.example.com"], (22,))
+        self.assertEqual(raw["h.example.com"], (2222,))
+        self.assertEqual(raw["*.example.org"], ())
+        self.assertEqual(raw["*.example.net"], (9000,))
+        self.assertEqual({g.host: g.ports for g in eg.port_gates}["example.com"], (80, 443, 5432))
 
     def test_port_gates_sorted(self) -> None:
         eg = _classify(["b.com", "a.com", "c.com:1"])

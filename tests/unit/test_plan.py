@@ -346,9 +346,9 @@ class BundlePolicyTest(unittest.TestCase):
         self.assertEqual(
             doc["rules"],
             [
-                {"host": "example.com", "wildcard": True, "ports": [80, 443]},  # sorted as "*.example.com"
-                {"host": "10.0.0.2", "wildcard": False, "ports": [22]},
-                {"host": "example.com", "wildcard": False, "ports": [8443]},
+                {"host": "example.com", "wildcard": True, "ports": [80, 443], "raw_ports": []},  # as "*.example.com"
+                {"host": "10.0.0.2", "wildcard": False, "ports": [22], "raw_ports": [22]},
+                {"host": "example.com", "wildcard": False, "ports": [8443], "raw_ports": [8443]},
             ],
         )
         self.assertNotIn("upstream_trusted_ca", doc)
