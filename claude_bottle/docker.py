@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-import time
 
 from claude_bottle import docker_argv, images, plan as plan_mod, secrets, session, ssh
 from claude_bottle.errors import BottleError, ManifestError, RuntimeFailure
@@ -13,7 +13,6 @@ from claude_bottle.plan import Container, Plan
 from claude_bottle.runner import Runner
 
 HEALTH_TIMEOUT = 60.0
-HEALTH_INTERVAL = 0.25
 NO_PIPELOCK_ENV = "CLAUDE_BOTTLE_ALLOW_NO_PIPELOCK"
 
 
@@ -57,8 +56,8 @@ def _must(runner: Runner, argv: list[str], what: str, input: bytes | None = None
     return result.stdout
 
 
-def start_bundle(runner: Runner, plan: Plan, secret_values: dict[str, str] | None = None) -> str:
-    """Create networks and the bundle, wait for health; returns the CA certificate (public part).
+def start_bundle(runner: Runner, plan: Plan, secret_values: dict[str, str] | None = None) -> None:
+    """Create networks and the bundle and start it; wait_bundle() then waits for it to be ready.
 
     Secret values are read now unless the caller already did (before anything is created, either way)."""
     if secret_values is None:
@@ -73,33 +72,30 @@ def start_bundle(runner: Runner, plan: Plan, secret_values: dict[str, str] | Non
     _must(runner, docker_argv.copy_in(bundle.name, docker_argv.BUNDLE_CONFIG_DIR), "configuring the bundle",
           input=docker_argv.bundle_files(plan, values_file))  # fmt: skip
     _must(runner, ["docker", "start", bundle.name], "starting the bundle")
-    wait_healthy(runner, bundle)
-    check_pipelock(runner, bundle)
-    ca = _must(runner, docker_argv.fetch_ca(bundle.name), "reading the bundle's CA certificate")
+
+
+def wait_bundle(runner: Runner, bundle: Container) -> str:
+    """Wait (inside the bundle, one exec) until it is ready; returns its CA certificate's public part."""
+    result = runner.run(docker_argv.wait_ready(bundle.name, HEALTH_TIMEOUT), timeout=HEALTH_TIMEOUT + 30)
+    try:
+        ready = json.loads(result.stdout) if result.returncode == 0 else None
+    except ValueError:
+        ready = None
+    if not isinstance(ready, dict):
+        tail = runner.run(docker_argv.logs_tail(bundle.name), timeout=30)
+        print(f"claude-bottle: bundle log (last lines):\n{(tail.stdout + tail.stderr).strip()}", file=sys.stderr)
+        said = (result.stderr or result.stdout).strip() or "no answer"
+        raise BottleError(f"the bundle did not become ready: {said}")
+    check_pipelock(bool(ready.get("pipelock")), bundle)
+    ca = str(ready.get("ca", ""))
     if "BEGIN CERTIFICATE" not in ca or "PRIVATE" in ca:
         raise BottleError("the bundle returned something other than a public CA certificate")
     return ca
 
 
-def wait_healthy(runner: Runner, bundle: Container) -> None:
-    deadline = time.monotonic() + HEALTH_TIMEOUT
-    last = ""
-    while time.monotonic() < deadline:
-        result = runner.run(docker_argv.health_check(bundle.name), timeout=30)
-        if result.returncode == 0:
-            return
-        last = (result.stderr or result.stdout).strip()
-        time.sleep(HEALTH_INTERVAL)
-    tail = runner.run(docker_argv.logs_tail(bundle.name), timeout=30)
-    log = (tail.stdout + tail.stderr).strip()
-    print(f"claude-bottle: bundle log (last lines):\n{log}", file=sys.stderr)
-    raise BottleError(f"the bundle was not healthy after {HEALTH_TIMEOUT:.0f} s: {last or 'no answer'}")
-
-
-def check_pipelock(runner: Runner, bundle: Container) -> None:
+def check_pipelock(present: bool, bundle: Container) -> None:
     """Refuse a bundle built without pipelock unless the user says, by name, that they accept it."""
-    present = runner.run(docker_argv.exec_in(bundle.name, ["test", "-e", docker_argv.PIPELOCK_MARKER]), timeout=30)
-    if present.returncode == 0:
+    if present:
         return
     if os.environ.get(NO_PIPELOCK_ENV) == "1":
         session.warn("WARNING: the sidecars image has no pipelock; only mitmdump's allowlist guards egress")
@@ -110,17 +106,20 @@ def check_pipelock(runner: Runner, bundle: Container) -> None:
     )
 
 
-def run_agent(runner: Runner, plan: Plan, ca_pem: str) -> int:
+def create_agent(runner: Runner, plan: Plan) -> dict[str, tuple[bytes, int]]:
+    """Create (not start) the agent; returns the files it still needs. Runs while the bundle boots."""
     agent = plan.container("agent")
-    interactive = True
     tty = sys.stdin.isatty() and sys.stdout.isatty()
-    _must(runner, docker_argv.agent_create(plan, agent, interactive, tty), "creating the agent container")
-    files = {plan_mod.CA_PATH.lstrip("/"): (ca_pem.encode(), 0o444)}
-    if plan.ssh is not None:
-        files.update(ssh_files(runner, plan, agent))
+    _must(runner, docker_argv.agent_create(plan, agent, True, tty), "creating the agent container")
+    return ssh_files(runner, plan, agent) if plan.ssh is not None else {}
+
+
+def run_agent(runner: Runner, plan: Plan, ca_pem: str, files: dict[str, tuple[bytes, int]]) -> int:
+    agent = plan.container("agent")
+    files = {**files, plan_mod.CA_PATH.lstrip("/"): (ca_pem.encode(), 0o444)}
     _must(runner, docker_argv.copy_in(agent.name, "/"), "giving the agent the CA certificate",
           input=docker_argv.tar_of(files))  # fmt: skip
-    return runner.attach(docker_argv.start_attached(agent.name, interactive))
+    return runner.attach(docker_argv.start_attached(agent.name, True))
 
 
 def start(manifest: Manifest, command: tuple[str, ...], runner: Runner) -> int:
@@ -158,8 +157,9 @@ def execute(plan: Plan, runner: Runner, secret_values: dict[str, str] | None = N
     guard = session.SignalGuard()
     try:
         guard.arm()
-        ca = start_bundle(runner, plan, secret_values)
-        return run_agent(runner, plan, ca)
+        start_bundle(runner, plan, secret_values)
+        files = create_agent(runner, plan)  # overlaps the bundle's boot (mitmdump takes about a second)
+        return run_agent(runner, plan, wait_bundle(runner, plan.container("bundle")), files)
     except session.Interrupted as stop:
         guard.shield()
         session.warn(f"stopped by signal {stop.signum}; removing the bottle")

@@ -139,6 +139,11 @@ def fetch_ca(container: str) -> list[str]:
     return exec_in(container, [*SUPERVISE, "--ca"])
 
 
+def wait_ready(container: str, seconds: float) -> list[str]:
+    """Blocks in the bundle until it is ready; prints {"ca": PEM, "pipelock": bool}."""
+    return exec_in(container, [*SUPERVISE, "--wait", f"{seconds:g}"])
+
+
 def logs_tail(container: str, lines: int = 40) -> list[str]:
     return ["docker", "logs", "--tail", str(lines), container]
 

@@ -222,7 +222,8 @@ def execute(plan: Plan, runner: Runner, artifact: str, state_dir: str,
     try:
         guard.arm()
         write_smolfile(plan)
-        ca = docker.start_bundle(runner, plan, secret_values)
+        docker.start_bundle(runner, plan, secret_values)
+        ca = docker.wait_bundle(runner, plan.container("bundle"))
         write_ca(ca_dir, ca)
         return run_vm(runner, plan, artifact, ca_dir)
     except session.Interrupted as stop:

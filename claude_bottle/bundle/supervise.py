@@ -199,7 +199,8 @@ def addon_running() -> bool:
     return True
 
 
-def check() -> int:
+def not_ready() -> str | None:
+    """Why the bundle is not ready yet, or None when it is."""
     with socket.socket() as sock:
         sock.settimeout(1.0)
         mitm_up = sock.connect_ex(("127.0.0.1", MITM_PORT)) == 0
@@ -209,9 +210,30 @@ def check() -> int:
                            (not read_ca(), f"no CA certificate at {CA_CERT}"),
                            (not addon_running(), "the mitmdump addon has not reported ready")):
         if failed:
-            print(f"not ready: {reason}", file=sys.stderr)
-            return 1
+            return reason
+    return None
+
+
+def check() -> int:
+    reason = not_ready()
+    if reason is not None:
+        print(f"not ready: {reason}", file=sys.stderr)
+        return 1
     print("ok")
+    return 0
+
+
+def wait_ready(timeout: float, interval: float = 0.05) -> int:
+    """Block until ready, then print {"ca": PEM, "pipelock": bool} as one JSON line.
+
+    One `docker exec` instead of a poll loop of them: each exec costs the launcher ~0.1 s."""
+    deadline = time.monotonic() + timeout
+    while (reason := not_ready()) is not None:
+        if time.monotonic() >= deadline:
+            print(f"not ready after {timeout:g} s: {reason}", file=sys.stderr)
+            return 1
+        time.sleep(interval)
+    print(json.dumps({"ca": read_ca(), "pipelock": PIPELOCK_BIN.exists()}))
     return 0
 
 
@@ -255,8 +277,13 @@ def main(argv: list[str]) -> int:
     probes = {"--check": check, "--ca": print_ca}
     if len(argv) == 1 and argv[0] in probes:
         return probes[argv[0]]()
+    if len(argv) == 2 and argv[0] == "--wait":
+        try:
+            return wait_ready(float(argv[1]))
+        except ValueError:
+            pass
     if argv:
-        print("usage: supervise.py [--check | --ca]", file=sys.stderr)
+        print("usage: supervise.py [--check | --ca | --wait SECONDS]", file=sys.stderr)
         return 2
     return serve()
 

@@ -250,8 +250,8 @@ class Recorder:
         out = ""
         if argv[:2] == ["docker", "version"]:
             out = "20.10.24\n"
-        elif argv[:2] == ["docker", "exec"] and "--ca" in argv:
-            out = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        elif argv[:2] == ["docker", "exec"] and "--wait" in argv:
+            out = '{"ca": "-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n", "pipelock": true}\n'
         elif argv[:2] == ["docker", "logs"]:
             out = '{"source":"addon","event":"injected","host":"api.example.com","secret":"TOKEN","reason":"x"}\n'
         return Result(tuple(argv), 0, out, "")

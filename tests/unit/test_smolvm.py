@@ -52,11 +52,13 @@ class ScriptedRunner:
 
 
 def docker_default(command: list[str]) -> tuple[int, str, str]:
-    """Enough of Docker for docker.start_bundle and session.teardown to succeed."""
+    """Enough of Docker for docker.start_bundle, wait_bundle and session.teardown to succeed."""
     if command[:2] == ["docker", "version"]:
         return ok("20.10.24\n")
     if command[:2] == ["docker", "exec"] and "--ca" in command:
         return ok(PEM)
+    if command[:2] == ["docker", "exec"] and "--wait" in command:
+        return ok(json.dumps({"ca": PEM, "pipelock": True}) + "\n")
     if command[:2] == ["docker", "image"]:
         return ok("sha256:" + "ab" * 32 + "\n")
     return ok()

@@ -6,6 +6,7 @@ path rather than imported as a package module.
 import contextlib
 import importlib.util
 import io
+import json
 import os
 import signal
 import socket
@@ -153,6 +154,17 @@ class ProbeTest(unittest.TestCase):
     def test_check_passes_with_listener_and_ca(self):
         self.ca.write_text(CERT)
         self.assertEqual(self.run_main("--check")[0], 0)
+
+    def test_wait_prints_the_ca_and_pipelock_presence_once_ready(self):
+        self.ca.write_text(CERT)
+        code, out, _ = self.run_main("--wait", "5")
+        self.assertEqual(code, 0)
+        self.assertEqual(json.loads(out), {"ca": CERT, "pipelock": False})
+
+    def test_wait_gives_up_with_the_reason(self):
+        code, out, err = self.run_main("--wait", "0.2")
+        self.assertEqual((code, out), (1, ""))
+        self.assertIn("not ready after 0.2 s: no CA certificate", err)
 
     def test_check_fails_until_the_addon_reports_ready(self):
         self.ca.write_text(CERT)
