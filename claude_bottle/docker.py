@@ -152,27 +152,21 @@ def check_external_networks(runner: Runner, plan: Plan) -> None:
 def execute(plan: Plan, runner: Runner, secret_values: dict[str, str] | None = None) -> int:
     """Run a plan to the end; whatever happens, save the bundle's decisions, then remove everything
     carrying the session's label."""
-    if secret_values is None:
-        secret_values = secrets.resolve(plan.secrets, plan.manifest_path)
-    guard = session.SignalGuard()
-    try:
-        guard.arm()
-        start_bundle(runner, plan, secret_values)
+    values = secrets.resolve(plan.secrets, plan.manifest_path) if secret_values is None else secret_values
+
+    def body() -> int:
+        start_bundle(runner, plan, values)
         files = create_agent(runner, plan)  # overlaps the bundle's boot (mitmdump takes about a second)
         return run_agent(runner, plan, wait_bundle(runner, plan.container("bundle")), files)
-    except session.Interrupted as stop:
-        guard.shield()
-        session.warn(f"stopped by signal {stop.signum}; removing the bottle")
-        return stop.exit_code
-    finally:
-        guard.shield()
+
+    def cleanup() -> list[str]:
         from claude_bottle import audit
         from claude_bottle.commands.start import state_dir
 
-        audit.finish(runner, plan, secret_values, state_dir())
-        for problem in session.teardown(runner, session.session_label(plan.session)):
-            session.warn(f"cleanup: {problem}")
-        guard.restore()
+        return session.save_then(lambda: audit.finish(runner, plan, values, state_dir()),
+                                 lambda: session.teardown(runner, session.session_label(plan.session)))  # fmt: skip
+
+    return session.guarded(body, cleanup)
 
 
 def forwarded_agent_socket(manifest: Manifest) -> str | None:

@@ -72,6 +72,41 @@ class SignalGuard:
         self._previous.clear()
 
 
+def guarded(body: Callable[[], int], cleanup: Callable[[], list[str]]) -> int:
+    """Run a session's body with signals turned into Interrupted, then always run its cleanup.
+
+    Returns the body's exit status, or 128+N after signal N. Cleanup runs shielded from further
+    signals, and whatever it reports (or raises) is printed, never allowed to skip the rest."""
+    guard = SignalGuard()
+    try:
+        guard.arm()
+        return body()
+    except Interrupted as stop:
+        guard.shield()
+        warn(f"stopped by signal {stop.signum}; removing the bottle")
+        return stop.exit_code
+    finally:
+        guard.shield()
+        try:
+            problems = cleanup()
+        except Exception as exc:  # a cleanup bug must not hide the session's own outcome
+            problems = [f"{type(exc).__name__}: {exc}"]
+        for problem in problems:
+            warn(f"cleanup: {problem}")
+        guard.restore()
+
+
+def save_then(save: Callable[[], None], remove: Callable[[], list[str]]) -> list[str]:
+    """Save what must outlive the session (the audit log), then remove it all; a failed save is
+    reported, and never stops the removal."""
+    problems: list[str] = []
+    try:
+        save()
+    except Exception as exc:
+        problems.append(f"saving the session's log failed: {exc}")
+    return problems + remove()
+
+
 def teardown(runner: Runner, label: str, extra: Callable[[], None] | None = None) -> list[str]:
     """Remove every container, then every network, carrying `label`. Returns problems, never raises."""
     problems: list[str] = []

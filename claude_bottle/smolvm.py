@@ -215,29 +215,26 @@ def execute(plan: Plan, runner: Runner, artifact: str, state_dir: str,
     """Run a plan to the end; whatever happens, save the bundle's decisions, then remove the VM, the
     session's Docker objects and files."""
     assert plan.vm_name is not None
-    if secret_values is None:
-        secret_values = secrets.resolve(plan.secrets, plan.manifest_path)
-    guard = session.SignalGuard()
+    values = secrets.resolve(plan.secrets, plan.manifest_path) if secret_values is None else secret_values
     _, ca_dir = session_paths(state_dir, plan.name, plan.session)
-    try:
-        guard.arm()
+    vm_name = plan.vm_name
+
+    def body() -> int:
         write_smolfile(plan)
-        docker.start_bundle(runner, plan, secret_values)
-        ca = docker.wait_bundle(runner, plan.container("bundle"))
-        write_ca(ca_dir, ca)
+        docker.start_bundle(runner, plan, values)
+        write_ca(ca_dir, docker.wait_bundle(runner, plan.container("bundle")))
         return run_vm(runner, plan, artifact, ca_dir)
-    except session.Interrupted as stop:
-        guard.shield()
-        session.warn(f"stopped by signal {stop.signum}; removing the bottle")
-        return stop.exit_code
-    finally:
-        guard.shield()
-        audit.finish(runner, plan, secret_values, state_dir)
-        vm_name = plan.vm_name
-        problems = session.teardown(runner, session.session_label(plan.session), lambda: remove_vm(runner, vm_name))
-        for problem in problems + forget_session(state_dir, plan.name, plan.session):
-            session.warn(f"cleanup: {problem}")
-        guard.restore()
+
+    def cleanup() -> list[str]:
+        def remove() -> list[str]:
+            label = session.session_label(plan.session)
+            return session.teardown(runner, label, lambda: remove_vm(runner, vm_name)) + forget_session(
+                state_dir, plan.name, plan.session
+            )
+
+        return session.save_then(lambda: audit.finish(runner, plan, values, state_dir), remove)
+
+    return session.guarded(body, cleanup)
 
 
 def start(
