@@ -56,6 +56,7 @@ def main() -> None:
     if os.environ.get("CLAUDE_BOTTLE_PIPELOCK") == "absent":
         os.environ["CLAUDE_BOTTLE_ALLOW_NO_PIPELOCK"] = "1"
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["XDG_STATE_HOME"] = tmp  # each bottle saves its audit log; keep them out of the user's
         path = os.path.join(tmp, "bench.json")
         with open(path, "w") as handle:
             json.dump({"name": "bench", "agent": {"image": AGENT}}, handle)
