@@ -13,14 +13,10 @@ import gzip
 import hashlib
 import http.client
 import json
-import shutil
-import subprocess
-import tempfile
 import sys
 import threading
 import time
 import unittest
-from pathlib import Path
 from typing import Any
 
 from tests.integration import secret_shapes
@@ -30,6 +26,7 @@ from tests.integration.test_addon_mitmdump import (  # noqa: F401  (setUpModule 
     Mitmdump,
     proxy_connect,
     recv_all,
+    run_until_exit,
     setUpModule,
 )
 
@@ -289,16 +286,7 @@ class FailClosedScanTest(DlpBase):
 
 class StartupFailsClosedTest(unittest.TestCase):
     def run_mitmdump(self, policy: dict[str, Any], **kw: Any) -> Mitmdump:
-        tmp = Path(tempfile.mkdtemp(prefix="claude-bottle-addon-"))
-        self.addCleanup(shutil.rmtree, tmp, True)
-        proxy = Mitmdump(tmp, policy, tmp / "no-ca.pem", **kw)
-        self.addCleanup(proxy.stop)
-        try:
-            proxy.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.fail(f"mitmdump kept running: {proxy.diagnostics()}")
-        proxy.reader.join(5)
-        return proxy
+        return run_until_exit(self, policy, **kw)
 
     POLICY = {"version": 1, "rules": [], "secrets": [{"name": "TOKEN", "placeholder": PLACEHOLDER,
                                                       "hosts": ["127.0.0.1"], "header": "authorization"}]}  # fmt: skip

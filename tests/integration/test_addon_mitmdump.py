@@ -762,20 +762,25 @@ class UpstreamModeTest(AddonTestBase):
         self.assertNotIn(f"127.0.0.1:{port}", self.upstream.targets)
 
 
+def run_until_exit(case: unittest.TestCase, policy: Any, mode: str = "regular", **kw: Any) -> Mitmdump:
+    """Start mitmdump with a policy it must refuse, and wait for it to exit (failing the test if not)."""
+    tmp = Path(tempfile.mkdtemp(prefix="claude-bottle-addon-"))
+    case.addCleanup(shutil.rmtree, tmp, True)
+    proxy = Mitmdump(tmp, policy, tmp / "no-ca.pem", mode, **kw)
+    case.addCleanup(proxy.stop)
+    try:
+        proxy.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        case.fail(f"mitmdump kept running: {proxy.diagnostics()}")
+    proxy.reader.join(5)
+    return proxy
+
+
 class FailClosedTest(unittest.TestCase):
     """A policy the addon can't trust must stop mitmdump, not leave an open proxy running."""
 
     def run_mitmdump(self, policy: Any, mode: str = "regular") -> Mitmdump:
-        tmp = Path(tempfile.mkdtemp(prefix="claude-bottle-addon-"))
-        self.addCleanup(shutil.rmtree, tmp, True)
-        proxy = Mitmdump(tmp, policy, tmp / "no-ca.pem", mode)
-        self.addCleanup(proxy.stop)
-        try:
-            proxy.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.fail(f"mitmdump kept running: {proxy.diagnostics()}")
-        proxy.reader.join(5)
-        return proxy
+        return run_until_exit(self, policy, mode)
 
     def test_bad_policy_exits(self) -> None:
         proxy = self.run_mitmdump({"version": 2, "rules": []})

@@ -17,7 +17,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
 import unittest
 
 from tests.integration import secret_shapes, support

@@ -6,7 +6,6 @@ Usage: probe.py ALLOWED_IP DENIED_IP DNS_NAME
 import json
 import os
 import socket
-import ssl
 import subprocess
 import sys
 import urllib.error
