@@ -30,7 +30,10 @@ def _labels(labels: Iterable[tuple[str, str]]) -> list[str]:
 def network_create(net: Network) -> list[str]:
     argv = ["docker", "network", "create", "--driver", "bridge", *_labels(net.labels)]
     if net.internal:
-        argv.append("--internal")
+        # --internal alone still gives the host an address on the bridge, and with it every service
+        # the host listens on (sshd, databases, a TCP Docker daemon). Without an address on the host
+        # side, the agent can reach the bundle on the bridge and nothing else.
+        argv += ["--internal", "--opt", "com.docker.network.bridge.inhibit_ipv4=true"]
     if net.subnet:
         argv += ["--subnet", net.subnet]
     if net.gateway:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import unittest
@@ -62,9 +63,13 @@ class BottleFromInside(unittest.TestCase):
         )
         cls.workspace = workspace
         env = support.launcher_env(CB_HOST_CANARY="must-not-reach-the-agent")
+        # A service on the host itself, on every address: the agent must not reach it either.
+        host_service = socket.create_server(("0.0.0.0", 0))
+        cls.addClassCleanup(host_service.close)
         cls.launched = subprocess.run(
             [sys.executable, "-m", "claude_bottle", "start", manifest, "--",
-             "python3", "/workspace/probe.py", cls.allowed_ip, cls.denied_ip, cls.dns_name],
+             "python3", "/workspace/probe.py", cls.allowed_ip, cls.denied_ip, cls.dns_name,
+             str(host_service.getsockname()[1])],
             capture_output=True, text=True, timeout=300, env=env, cwd=support.REPO,
         )  # fmt: skip
         line = next((l for l in cls.launched.stdout.splitlines() if l.startswith("PROBE-RESULT ")), None)
@@ -107,7 +112,7 @@ class BottleFromInside(unittest.TestCase):
         self.assertIn("403", str(self.r("https_denied_port").get("error")))
 
     def test_direct_connections_bypassing_the_proxy_fail(self) -> None:
-        for key in ("direct_allowed_80", "direct_denied_80", "direct_bundle_pipelock"):
+        for key in ("direct_allowed_80", "direct_denied_80", "direct_bundle_pipelock", "host_via_gateway"):
             self.assertTrue(str(self.results[key]).startswith("failed"), (key, self.results[key]))
 
     def test_outside_names_do_not_resolve(self) -> None:

@@ -1,6 +1,6 @@
 """Runs inside a bottle's agent container and tries everything an agent might, printing JSON results.
 
-Usage: probe.py ALLOWED_IP DENIED_IP DNS_NAME
+Usage: probe.py ALLOWED_IP DENIED_IP DNS_NAME HOST_PORT (a port the test listens on, on every host address)
 """
 
 import json
@@ -11,7 +11,7 @@ import sys
 import urllib.error
 import urllib.request
 
-allowed, denied, dns_name = sys.argv[1:4]
+allowed, denied, dns_name, host_port = sys.argv[1:5]
 results: dict[str, object] = {}
 
 
@@ -50,6 +50,15 @@ results["https_denied_port"] = fetch(f"https://{allowed}:8443/")
 results["direct_allowed_80"] = connect(allowed, 80)
 results["direct_denied_80"] = connect(denied, 80)
 results["direct_bundle_pipelock"] = connect("bundle", 8888)
+with open("/proc/net/route") as routes:  # the default route's gateway: the host's side of the bridge
+    for line in routes.read().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == "00000000":
+            gateway = socket.inet_ntoa(int(fields[2], 16).to_bytes(4, "little"))
+            results["host_via_gateway"] = connect(gateway, int(host_port))
+            break
+    else:
+        results["host_via_gateway"] = "failed: no default route"
 try:
     results["dns"] = socket.getaddrinfo(dns_name, 443)[0][4][0]
 except OSError as exc:
