@@ -82,12 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after the first `--` is the agent's command, verbatim (argparse would drop an inner
     # `--` and reject one after options), so split it off before parsing.
-    command: list[str] = []
+    command: list[str] | None = None
     if "--" in argv:
         cut = argv.index("--")
         argv, command = argv[:cut], argv[cut + 1 :]
     args = parser().parse_args(argv)
-    if command:
+    if command is not None:
         if args.command != "start":
             return _usage("only `start` takes `-- CMD`")
         if not command:

@@ -128,7 +128,7 @@ def start(manifest: Manifest, command: tuple[str, ...], runner: Runner) -> int:
     sid = session.new_id()
     plan = plan_mod.build(
         manifest, sid, command=command, uid=os.getuid(), gid=os.getgid(), launcher=session.launcher_id(),
-        ssh_auth_sock=sock, environ=os.environ,
+        ssh_auth_sock=sock, environ=os.environ, placeholder_seed=session.placeholder_seed(),
     )
     secret_values = secrets.resolve(plan.secrets, plan.manifest_path)  # exit 2 here: nothing created yet
     if plan.ssh is not None and plan.ssh.unknown:

@@ -70,7 +70,12 @@ FORBIDDEN_NETS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tupl
 # Addresses pipelock's SSRF guard blocks unless a rule names them (then we open exactly that address).
 SSRF_GUARDED_NETS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
     ipaddress.ip_network(n)
-    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+    for n in (
+        *("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"),
+        # IETF, benchmarking, reserved and old site-local: the bundle's guard blocks them too, so a
+        # rule naming one must open it, or the rule could never work.
+        *("192.0.0.0/24", "198.18.0.0/15", "240.0.0.0/4", "fec0::/10"),
+    )
 )
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

@@ -28,6 +28,7 @@ DEFAULT_AGENT_IMAGE = images.AGENT_IMAGE
 DEFAULT_AGENT_COMMAND = ("claude",)
 DEFAULT_MEMORY = "4g"
 DEFAULT_PIDS = 1024
+MIN_MEMORY = 6 << 20  # Docker's own minimum for --memory
 
 # The bottle sets these itself; letting the manifest override them would undo the confinement.
 RESERVED_ENV = frozenset(
@@ -244,11 +245,17 @@ def parse(document: Any, path: str) -> Manifest:
     workspace = None
     if "workspace" in top:
         workspace = _existing(r, top["workspace"], "workspace", base, want_dir=True)
+        if any(c in workspace for c in ",=:"):
+            # docker's --mount is comma-separated key=value (a "," could add a second source=) and
+            # smolvm's -v splits on ":"; quoting differs by tool, so such paths are refused outright.
+            raise r.fail("workspace", f"{workspace!r} must not contain ',', '=' or ':'")
     section = r.obj(top.get("egress", {}), "egress", EGRESS_KEYS)
     rules, trusted_ca = _egress(r, section, base)
     egress_network = None
     if "network" in section:
         egress_network = r.nonempty(section["network"], "egress.network")
+        if runtime != "docker":
+            raise r.fail("egress.network", f"is only supported with runtime \"docker\", not {runtime!r}")
         if not DOCKER_NAME_RE.fullmatch(egress_network):
             raise r.fail("egress.network", f"{egress_network!r} is not a valid Docker network name")
     manifest = Manifest(
@@ -324,11 +331,16 @@ def _resources(r: _Reader, value: Any) -> Resources:
     memory = r.string(section.get("memory", DEFAULT_MEMORY), "resources.memory").lower()
     if not MEMORY_RE.fullmatch(memory):
         raise r.fail("resources.memory", f"{memory!r} must be a size such as \"512m\" or \"4g\"")
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(memory[-1], 1)
+    if int(memory.rstrip("kmg")) * scale < MIN_MEMORY:  # Docker refuses less, after networks exist
+        raise r.fail("resources.memory", f"{memory!r} is below the 6m Docker requires")
     pids = r.integer(section.get("pids", DEFAULT_PIDS), "resources.pids", 16, 1 << 20)
     cpus = section.get("cpus")
     if cpus is not None:
-        if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0 < cpus <= 1024:
-            raise r.fail("resources.cpus", "must be a number of CPUs greater than 0")
+        most = os.cpu_count() or 1
+        if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0.01 <= cpus <= most:
+            # Docker refuses more CPUs than the host has, and would do so only after networks exist.
+            raise r.fail("resources.cpus", f"must be a number of CPUs from 0.01 to {most} (this host's count)")
         cpus = float(cpus)
     return Resources(memory=memory, pids=pids, cpus=cpus)
 

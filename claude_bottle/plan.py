@@ -191,12 +191,15 @@ def build(
     launcher: str = "dry-run",
     ssh_auth_sock: str | None = None,
     environ: Mapping[str, str] | None = None,
+    placeholder_seed: str = "",
 ) -> Plan:
     """Build the plan for one session. `taken_subnets` are CIDRs already in use on the host;
     `ssh_auth_sock` is the host's SSH agent socket, already checked, when the manifest forwards it;
-    `environ` is the host's environment, read only for the implicit ANTHROPIC_API_KEY secret."""
+    `environ` is the host's environment, read only for the implicit ANTHROPIC_API_KEY secret;
+    `placeholder_seed` is a random per-session value (session.placeholder_seed()) that makes the
+    placeholders unguessable: the session id is in every resource name, so it must not be enough."""
     prefix = f"claude-bottle-{manifest.name}-{session}"
-    planned = plan_secrets(manifest, session, environ or {})
+    planned = plan_secrets(manifest, placeholder_seed or session, environ or {})
     labels = session_labels(manifest.name, session) + ((f"{LABEL}.launcher", launcher),)
 
     def tagged(role: str) -> tuple[tuple[str, str], ...]:

@@ -156,9 +156,10 @@ def with_default(found: tuple[Secret, ...], opted_out: tuple[str, ...], agent_en
     return found + (Secret(CLAUDE_KEY, "env", CLAUDE_KEY, (CLAUDE_HOST,), CLAUDE_HEADER, implicit=True),)
 
 
-def placeholder(session: str, name: str) -> str:
-    """Per session and recognisable; derived, not random, so a plan is a pure function of its inputs."""
-    digest = hashlib.sha256(f"claude-bottle\0{session}\0{name}".encode()).hexdigest()[:32]
+def placeholder(seed: str, name: str) -> str:
+    """Per session and recognisable; derived from the session's random seed (an input of the plan, so
+    the plan stays a pure function of its inputs), never from anything visible such as the session id."""
+    digest = hashlib.sha256(f"claude-bottle\0{seed}\0{name}".encode()).hexdigest()[:32]
     return f"{PLACEHOLDER_PREFIX}{name}-{digest}"
 
 

@@ -25,6 +25,11 @@ def new_id() -> str:
     return os.urandom(4).hex()
 
 
+def placeholder_seed() -> str:
+    """Unguessable per session: whoever can reach the bundle must not be able to work out a placeholder."""
+    return os.urandom(16).hex()
+
+
 def launcher_id() -> str:
     """Written on every resource so `cleanup` can tell a live session from an orphan."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -32,8 +37,10 @@ def launcher_id() -> str:
 
 def launcher_alive(value: str) -> bool:
     host, _, pid = value.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another machine's launcher: we cannot tell, so treat as orphaned only with --force
+    if not pid.isdigit():
+        return False  # no launcher recorded: nothing can still be running it
+    if host != socket.gethostname():
+        return True  # another machine's launcher (a shared Docker host): assume alive; --force overrides
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -116,7 +123,9 @@ def teardown(runner: Runner, label: str, extra: Callable[[], None] | None = None
         except Exception as exc:  # keep going: the containers and networks matter more
             problems.append(str(exc))
     for kind in ("container", "network"):
-        for attempt in range(5):
+        # Until a listing comes back empty: a create cut short by a signal may still land in the daemon
+        # after an earlier listing, and a network can report endpoints a moment after its containers go.
+        for attempt in range(6):
             listed = runner.run(docker_argv.list_by_label(kind, label), timeout=60)
             ids = listed.stdout.split()
             if listed.returncode != 0:
@@ -124,13 +133,14 @@ def teardown(runner: Runner, label: str, extra: Callable[[], None] | None = None
                 break
             if not ids:
                 break
-            removed = runner.run(docker_argv.remove(kind, ids), timeout=120)
-            if removed.returncode == 0:
+            if attempt == 5:
+                problems.append(f"{kind}s still present after removal: {' '.join(ids)}")
                 break
-            # A network can report active endpoints for a moment after its containers are gone.
-            if attempt == 4:
-                problems.append(f"removing {kind}s failed: {removed.stderr.strip()}")
-            time.sleep(0.2 * (attempt + 1))
+            removed = runner.run(docker_argv.remove(kind, ids), timeout=120)
+            if removed.returncode != 0:
+                if attempt == 4:
+                    problems.append(f"removing {kind}s failed: {removed.stderr.strip()}")
+                time.sleep(0.2 * (attempt + 1))
     return problems
 
 

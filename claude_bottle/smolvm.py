@@ -244,7 +244,7 @@ def start(
     plan = plan_mod.build(
         manifest, session.new_id(), command=command, uid=os.getuid(), gid=os.getgid(),
         taken_subnets=taken_subnets(runner), state_dir=state_dir, launcher=session.launcher_id(),
-        environ=os.environ,
+        environ=os.environ, placeholder_seed=session.placeholder_seed(),
     )  # fmt: skip
     secret_values = secrets.resolve(plan.secrets, plan.manifest_path)  # exit 2 here: nothing created yet
     if plan.bundle_subnet_moved_from:

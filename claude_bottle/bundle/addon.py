@@ -221,9 +221,17 @@ class Gate:
         # for a proxy request. The Host header is the client's say-so, so it may only agree with it.
         d = pol.decide(self.policy, req.host, req.port)
         header = req.host_header
-        if d.allowed and header is not None and pol.authority_host(header) != pol.normalize_host(req.host):
+        target = pol.normalize_host(req.host)
+        if d.allowed and header is not None and pol.authority_host(header) != target:
             # Otherwise a CDN-hosted allowed name could front for any other site on that CDN.
             d = pol.Decision(False, f"Host header does not match target {req.host}")
+        if d.allowed and req.method != "CONNECT" and req.authority and pol.authority_host(req.authority) != target:
+            # Inside a tunnel mitmproxy keeps an absolute-form request line's authority ("GET http://other/"),
+            # and the server may route by it: the same fronting by another door.
+            d = pol.Decision(False, f"request authority does not match target {req.host}")
+        if d.allowed and req.trailers:
+            # mitmproxy sends request trailers after every hook has run: nothing could scan them.
+            d = pol.Decision(False, "request trailers are not allowed (they would pass unscanned)")
         if not d.allowed:
             _deny(flow, d.reason)
         return d.allowed
@@ -268,6 +276,9 @@ class Gate:
         for secret in self.policy.secrets:
             if host not in secret.hosts:
                 continue
+            # The response scrubber reads raw bytes, and a streamed reply keeps its Content-Encoding:
+            # ask a bound host for an uncompressed reply so an echoed value is always seen.
+            req.headers["accept-encoding"] = "identity"
             values = req.headers.get_all(secret.header)
             swapped = [dlp.swap(v, secret.placeholder, self.values[secret.name]) for v in values]
             if swapped != values:

@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         plan = plan_mod.build(
             manifest, os.urandom(4).hex(), command=command, uid=os.getuid(), gid=os.getgid(), state_dir=state_dir(),
             taken_subnets=_taken_subnets() if manifest.runtime == "smolmachines" else (), environ=os.environ,
+            placeholder_seed=os.urandom(16).hex(),
         )
         from claude_bottle import secrets
 

@@ -623,6 +623,18 @@ class RegularModeTest(AddonTestBase):
         self.assertEqual(status, 403)
         self.assertIn(b"Host header does not match", body)
 
+    def test_absolute_form_request_line_inside_a_tunnel_cannot_front(self) -> None:
+        # The tunnel goes to an allowed target, but the request line names another site: refused.
+        port = self.port(self.http)
+        status, _, sock = proxy_connect(self.proxy.port, "127.0.0.1", port)
+        with sock:
+            self.assertEqual(status, 200)
+            sock.sendall(f"GET http://evil.example/steal HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                         "Connection: close\r\n\r\n".encode())  # fmt: skip
+            reply = recv_all(sock)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 403"), reply[:200])
+        self.assertIn(b"request authority does not match", reply)
+
     def test_connect_to_unlisted_port_of_allowed_host_is_403(self) -> None:
         port = self.port(self.sink)  # not in this proxy's rule
         status, body, sock = proxy_connect(self.proxy.port, "127.0.0.1", port)

@@ -462,3 +462,13 @@ class ClassifyTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class GuardedRangesTest(unittest.TestCase):
+    def test_every_range_the_bundle_blocks_is_opened_when_named(self) -> None:
+        # Otherwise a rule naming such an address validates but can never work.
+        for ip in ("198.18.0.5", "192.0.0.9", "240.0.0.1", "[fec0::1]"):
+            with self.subTest(ip=ip):
+                eg = _classify([ip])
+                self.assertEqual(len(eg.ssrf_allow), 1, eg.ssrf_allow)
+

@@ -424,15 +424,29 @@ class EgressNetworkTest(ManifestCase):
         self.assertFieldError({"name": "demo", "egress": {"network": "lab\n"}}, "egress.network")
 
 
+class PathCharactersTest(ManifestCase):
+    def test_workspace_with_mount_syntax_is_refused(self) -> None:
+        # "/tmp/ws,source=/etc" would add a second source= to docker's --mount.
+        for name in ("ws,source=etc", "ws=x", "ws:ro"):
+            with self.subTest(name=name):
+                os.makedirs(os.path.join(self.dir, name), exist_ok=True)
+                self.assertFieldError({"name": "d", "workspace": name}, "workspace", "must not contain")
+
+    def test_egress_network_only_with_docker(self) -> None:
+        self.assertFieldError({"name": "d", "runtime": "smolmachines", "egress": {"network": "lab"}},
+                              "egress.network", "only supported with runtime")  # fmt: skip
+
+
 class ResourcesTest(ManifestCase):
     def test_good(self) -> None:
-        for memory, want in (("512m", "512m"), ("4G", "4g"), ("1024", "1024"), ("64k", "64k")):
+        for memory, want in (("512m", "512m"), ("4G", "4g"), ("6291456", "6291456"), ("6144k", "6144k")):
             with self.subTest(memory=memory):
                 self.assertEqual(self.load({"name": "d", "resources": {"memory": memory}}).resources.memory, want)
         self.assertEqual(self.load({"name": "d", "resources": {"pids": 16}}).resources.pids, 16)
         self.assertEqual(self.load({"name": "d", "resources": {"pids": 1 << 20}}).resources.pids, 1 << 20)
         self.assertEqual(self.load({"name": "d", "resources": {"cpus": 0.5}}).resources.cpus, 0.5)
-        self.assertEqual(self.load({"name": "d", "resources": {"cpus": 1024}}).resources.cpus, 1024.0)
+        most = os.cpu_count() or 1
+        self.assertEqual(self.load({"name": "d", "resources": {"cpus": most}}).resources.cpus, float(most))
 
     def test_bad(self) -> None:
         cases = [
@@ -445,6 +459,8 @@ class ResourcesTest(ManifestCase):
             ({"pids": 100.0}, "resources.pids"), ({"pids": None}, "resources.pids"),
             ({"cpus": 0}, "resources.cpus"), ({"cpus": -1}, "resources.cpus"), ({"cpus": True}, "resources.cpus"),
             ({"cpus": "2"}, "resources.cpus"), ({"cpus": 1025}, "resources.cpus"), ({"cpus": []}, "resources.cpus"),
+            ({"cpus": 0.001}, "resources.cpus"), ({"memory": "1024"}, "resources.memory"),
+            ({"memory": "5m"}, "resources.memory"), ({"memory": "64k"}, "resources.memory"),
             ({"memory": "4g", "disk": 1}, "resources.disk"),
         ]  # fmt: skip
         for section, field in cases:

@@ -403,3 +403,12 @@ class DlpManifestTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class PlaceholderSeedTest(unittest.TestCase):
+    def test_the_session_id_alone_does_not_give_the_placeholder(self) -> None:
+        # The session id is in every container name; the placeholder must need the random seed too.
+        a = secrets.placeholder("seed-one", "TOKEN")
+        b = secrets.placeholder("seed-two", "TOKEN")
+        self.assertNotEqual(a, b)
+        self.assertTrue(a.startswith("claude-bottle-placeholder-"))
