@@ -95,6 +95,17 @@ def labelled(bottle: str) -> list[str]:
     return found
 
 
+def probe_result(run: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The JSON a probe printed inside the bottle as `PROBE-RESULT {...}`, or a failure showing why not."""
+    line = next((l for l in run.stdout.splitlines() if l.startswith("PROBE-RESULT ")), None)
+    if line is None:
+        raise AssertionError(f"probe printed no result; rc={run.returncode}\n"
+                             f"stdout:\n{run.stdout[-3000:]}\nstderr:\n{run.stderr[-3000:]}")  # fmt: skip
+    result = json.loads(line.removeprefix("PROBE-RESULT "))
+    assert isinstance(result, dict)
+    return result
+
+
 def unique_name(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(3)}"
 

@@ -27,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
+from tests.tools import find_gitleaks
+
 ROOT = Path(__file__).resolve().parents[2]
 ADDON = ROOT / "claude_bottle" / "bundle" / "addon.py"
 TIMEOUT = 10.0  # every socket operation; a hang is a failure, not a stuck CI job
@@ -34,17 +36,7 @@ MITMDUMP = shutil.which("mitmdump")
 OPENSSL = shutil.which("openssl")
 
 
-def _gitleaks() -> str | None:
-    """The addon scans with gitleaks: $CLAUDE_BOTTLE_GITLEAKS, PATH, or the one .ci/build-images built."""
-    cache = os.environ.get("CLAUDE_BOTTLE_CACHE") or os.path.expanduser("~/.cache/claude-bottle")
-    for candidate in (os.environ.get("CLAUDE_BOTTLE_GITLEAKS"), shutil.which("gitleaks"),
-                      os.path.join(cache, "gitleaks-v8.30.1", "gitleaks")):  # fmt: skip
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-GITLEAKS = _gitleaks()
+GITLEAKS = find_gitleaks()  # the addon scans with the real gitleaks
 REQUIRED = os.environ.get("CLAUDE_BOTTLE_REQUIRE_DOCKER") == "1"
 BINARY = bytes(range(256))  # raw tunnels must carry every byte value unchanged
 

@@ -72,11 +72,7 @@ class BottleFromInside(unittest.TestCase):
              str(host_service.getsockname()[1])],
             capture_output=True, text=True, timeout=300, env=env, cwd=support.REPO,
         )  # fmt: skip
-        line = next((l for l in cls.launched.stdout.splitlines() if l.startswith("PROBE-RESULT ")), None)
-        if line is None:
-            raise AssertionError(f"probe printed no result; rc={cls.launched.returncode}\n"
-                                 f"stdout:\n{cls.launched.stdout[-3000:]}\nstderr:\n{cls.launched.stderr[-3000:]}")  # fmt: skip
-        cls.results = json.loads(line.removeprefix("PROBE-RESULT "))
+        cls.results = support.probe_result(cls.launched)
 
     @classmethod
     def tearDownClass(cls) -> None:

@@ -15,7 +15,6 @@ launcher, the launcher's own uid otherwise.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -183,11 +182,7 @@ class _SshBottle(unittest.TestCase):
              "python3", "/workspace/ssh_probe.py", cls.allowed_ip, cls.other_ip],
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=400, env=env, cwd=support.REPO,
         )  # fmt: skip
-        line = next((l for l in cls.launched.stdout.splitlines() if l.startswith("PROBE-RESULT ")), None)
-        if line is None:
-            raise AssertionError(f"probe printed no result; rc={cls.launched.returncode}\n"
-                                 f"stdout:\n{cls.launched.stdout[-3000:]}\nstderr:\n{cls.launched.stderr[-3000:]}")  # fmt: skip
-        cls.results = json.loads(line.removeprefix("PROBE-RESULT "))
+        cls.results = support.probe_result(cls.launched)
 
     def r(self, key: str) -> dict[str, object]:
         value = self.results[key]

@@ -16,19 +16,13 @@ import tempfile
 import time
 import unittest
 
+from tests.tools import find_gitleaks
 from claude_bottle.bundle import dlp
 
 PH = "claude-bottle-placeholder-TOKEN-0f3a9c2b7d1e4f5a6b8c9d0e1f2a3b4c"  # as random-looking as a real one
 REAL = "sk-real-0123456789"
 
 
-def _real_gitleaks() -> str | None:
-    cache = os.environ.get("CLAUDE_BOTTLE_CACHE") or os.path.expanduser("~/.cache/claude-bottle")
-    for candidate in (os.environ.get("CLAUDE_BOTTLE_GITLEAKS"), shutil.which("gitleaks"),
-                      os.path.join(cache, "gitleaks-v8.30.1", "gitleaks")):  # fmt: skip
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
 
 class FakeGitleaks(unittest.TestCase):
@@ -87,9 +81,9 @@ class FakeGitleaks(unittest.TestCase):
         self.assertIn("scanner busy", next(r.reason for r in results if r.verdict == "error"))
 
 
-@unittest.skipUnless(_real_gitleaks(), "gitleaks not built (run .ci/build-images)")
+@unittest.skipUnless(find_gitleaks(), "gitleaks not built (run .ci/build-images)")
 class RealGitleaksTest(unittest.TestCase):
-    argv = dlp.gitleaks_argv(_real_gitleaks() or "gitleaks")
+    argv = dlp.gitleaks_argv(find_gitleaks() or "gitleaks")
 
     def scan(self, data: bytes) -> dlp.ScanResult:
         return asyncio.run(dlp.run_gitleaks(data, self.argv, 30, os.path.dirname(dlp.CONFIG)))
