@@ -53,7 +53,10 @@ class PhaseRunner(SubprocessRunner):
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    if os.environ.get("CLAUDE_BOTTLE_PIPELOCK") == "absent":
+    from tests.integration import support
+
+    if not support.pipelock_in_bundle():
+        print("bench: pipelock absent from the sidecars image: figures are for mitmdump alone", file=sys.stderr)
         os.environ["CLAUDE_BOTTLE_ALLOW_NO_PIPELOCK"] = "1"
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["XDG_STATE_HOME"] = tmp  # each bottle saves its audit log; keep them out of the user's

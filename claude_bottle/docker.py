@@ -32,21 +32,42 @@ def image_exists(runner: Runner, image: str) -> bool:
 
 
 def ensure_images(runner: Runner, plan: Plan) -> None:
-    """Build what is missing (with docker's own progress output); a missing custom agent image is an error."""
+    """Build what is missing (with docker's own progress output); a missing custom agent image is an error.
+    Refuses a sidecars image without pipelock (unless accepted) here, before anything is created."""
     if not image_exists(runner, plan.sidecars_image):
         if os.environ.get(images.IMAGE_ENV):
             raise RuntimeFailure(f"{images.IMAGE_ENV}={plan.sidecars_image} does not exist locally")
         build(runner, images.sidecars_build(plan.sidecars_image, {}))
+    if image_label(runner, plan.sidecars_image, images.PIPELOCK_LABEL) == "absent":
+        check_pipelock(False, plan.sidecars_image)
     if not image_exists(runner, plan.agent_image):
         if plan.agent_image != images.AGENT_IMAGE:
             raise RuntimeFailure(f"agent image {plan.agent_image} is not present; build or pull it first")
         build(runner, images.agent_build({}))
 
 
+def image_label(runner: Runner, image: str, label: str) -> str:
+    """A label's value on a local image; "" when the image or the label is missing."""
+    result = runner.run(images.label_argv(image, label), timeout=60)
+    value = result.stdout.strip() if result.returncode == 0 else ""
+    return "" if value == "<no value>" else value
+
+
+def pipelock_state(runner: Runner, build_args: dict[str, str]) -> str:
+    """Whether the PIPELOCK_IMAGE a build uses holds pipelock: only the placeholder says it does not.
+    Dockerfile.sidecars checks this against the image's contents and fails the build if they disagree."""
+    image = build_args.get("PIPELOCK_IMAGE")
+    if image is None:
+        return "present"  # the pinned upstream image
+    return "absent" if image_label(runner, image, images.PIPELOCK_LABEL) == "absent" else "present"
+
+
 def build(runner: Runner, argv: list[str]) -> None:
     print(f"claude-bottle: building {argv[argv.index('-t') + 1]} (first run only)...", file=sys.stderr)
-    if runner.attach(argv) != 0:
+    # Docker's progress goes to stderr: stdout is the agent's (and `build` prints only the tag there).
+    if runner.attach(argv, stdout_to_stderr=True) != 0:
         raise BottleError(f"image build failed: {' '.join(argv)}")
+    runner.run(images.prune_stages_argv(), timeout=120)  # the legacy builder's dangling stage image
 
 
 def _must(runner: Runner, argv: list[str], what: str, input: bytes | None = None) -> str:
@@ -86,14 +107,14 @@ def wait_bundle(runner: Runner, bundle: Container) -> str:
         print(f"claude-bottle: bundle log (last lines):\n{(tail.stdout + tail.stderr).strip()}", file=sys.stderr)
         said = (result.stderr or result.stdout).strip() or "no answer"
         raise BottleError(f"the bundle did not become ready: {said}")
-    check_pipelock(bool(ready.get("pipelock")), bundle)
+    check_pipelock(bool(ready.get("pipelock")), bundle.image)
     ca = str(ready.get("ca", ""))
     if "BEGIN CERTIFICATE" not in ca or "PRIVATE" in ca:
         raise BottleError("the bundle returned something other than a public CA certificate")
     return ca
 
 
-def check_pipelock(present: bool, bundle: Container) -> None:
+def check_pipelock(present: bool, image: str) -> None:
     """Refuse a bundle built without pipelock unless the user says, by name, that they accept it."""
     if present:
         return
@@ -101,7 +122,7 @@ def check_pipelock(present: bool, bundle: Container) -> None:
         session.warn("WARNING: the sidecars image has no pipelock; only mitmdump's allowlist guards egress")
         return
     raise RuntimeFailure(
-        f"the sidecars image {bundle.image} was built without pipelock, so only one layer would guard "
+        f"the sidecars image {image} was built without pipelock, so only one layer would guard "
         f"egress; rebuild it with pipelock, or set {NO_PIPELOCK_ENV}=1 to accept that"
     )
 

@@ -19,6 +19,11 @@ AGENT_IMAGE = f"claude-bottle/agent:{__version__}"
 # Files that go into the sidecars image; a change to any of them changes the tag.
 BUNDLE_FILES = ("Dockerfile.sidecars", "supervise.py", "addon.py", "policy.py", "dlp.py", "gitleaks.toml")
 IMAGE_ENV = "CLAUDE_BOTTLE_SIDECARS_IMAGE"  # use a prebuilt image instead (air-gapped hosts)
+# "present" or "absent": set on the sidecars image from what its PIPELOCK_IMAGE holds (Dockerfile.sidecars),
+# and on the placeholder image that machines without pipelock build in its place.
+PIPELOCK_LABEL = "org.claude-bottle.pipelock"
+# Carried by Dockerfile.sidecars' intermediate stage, so a build can remove what it left dangling.
+STAGE_LABEL = "org.claude-bottle.build-stage"
 
 
 @functools.lru_cache(maxsize=1)
@@ -45,8 +50,16 @@ def build_argv(tag: str, context: str, dockerfile: str, build_args: dict[str, st
     return argv + [context]
 
 
-def sidecars_build(tag: str, build_args: dict[str, str]) -> list[str]:
-    return build_argv(tag, BUNDLE_DIR, "Dockerfile.sidecars", build_args)
+def sidecars_build(tag: str, build_args: dict[str, str], pipelock_state: str = "present") -> list[str]:
+    return build_argv(tag, BUNDLE_DIR, "Dockerfile.sidecars", {**build_args, "PIPELOCK_STATE": pipelock_state})
+
+
+def label_argv(image: str, label: str) -> list[str]:
+    return ["docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', image]
+
+
+def prune_stages_argv() -> list[str]:
+    return ["docker", "image", "prune", "--force", "--filter", f"label={STAGE_LABEL}"]
 
 
 def agent_build(build_args: dict[str, str]) -> list[str]:

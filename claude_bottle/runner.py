@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -20,8 +21,9 @@ class Runner(Protocol):
         """Run to completion, capturing output."""
         ...
 
-    def attach(self, argv: Sequence[str]) -> int:
-        """Run with our stdin/stdout/stderr (the agent, image builds) and return its exit status."""
+    def attach(self, argv: Sequence[str], *, stdout_to_stderr: bool = False) -> int:
+        """Run with our stdin/stdout/stderr (the agent, image builds) and return its exit status;
+        `stdout_to_stderr` sends the child's stdout to our stderr (progress that isn't the agent's)."""
         ...
 
 
@@ -40,9 +42,9 @@ class SubprocessRunner:
             proc.stderr.decode("utf-8", "replace"),
         )
 
-    def attach(self, argv: Sequence[str]) -> int:
+    def attach(self, argv: Sequence[str], *, stdout_to_stderr: bool = False) -> int:
         try:
-            proc = subprocess.Popen(list(argv))
+            proc = subprocess.Popen(list(argv), stdout=sys.stderr if stdout_to_stderr else None)
         except FileNotFoundError:
             return 127
         try:

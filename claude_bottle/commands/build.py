@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     runner = SubprocessRunner()
     docker.preflight(runner)
-    docker.build(runner, images.sidecars_build(tag, build_args))
+    docker.build(runner, images.sidecars_build(tag, build_args, docker.pipelock_state(runner, build_args)))
     if args.agent:
         docker.build(runner, images.agent_build(build_args))
     print(tag)

@@ -104,9 +104,8 @@ class BundleImageTest(unittest.TestCase):
         self.assertEqual(len(self.markers), 1, f"want exactly one marker, got {self.markers}")
         present = self.markers == {"pipelock-present"}
         self.assertEqual(present, self.has_pipelock_binary)
-        declared = os.environ.get("CLAUDE_BOTTLE_PIPELOCK")   # .ci/run says "absent" here
-        if declared in ("present", "absent"):
-            self.assertEqual("present" if present else "absent", declared)
+        label = json.loads(docker("image", "inspect", IMAGE).stdout)[0]["Config"]["Labels"]
+        self.assertEqual(label.get("org.claude-bottle.pipelock"), "present" if present else "absent")
         if present:
             self.run_in_image("/usr/local/bin/pipelock version")
 

@@ -255,7 +255,7 @@ class Recorder:
             out = '{"source":"addon","event":"injected","host":"api.example.com","secret":"TOKEN","reason":"x"}\n'
         return Result(tuple(argv), 0, out, "")
 
-    def attach(self, command: Sequence[str]) -> int:
+    def attach(self, command: Sequence[str], **_: object) -> int:
         self.calls.append((list(command), None))
         return 0
 

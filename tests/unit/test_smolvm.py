@@ -43,7 +43,7 @@ class ScriptedRunner:
         code, out, err = self.handler(list(command)) or docker_default(list(command))
         return Result(tuple(command), code, out, err)
 
-    def attach(self, command: Sequence[str]) -> int:
+    def attach(self, command: Sequence[str], **_: object) -> int:
         self.calls.append(list(command))
         return self.on_attach(list(command))
 
@@ -565,7 +565,7 @@ class StartWithFakeTest(unittest.TestCase):
                     return real.run(command, timeout=60)
                 return super().run(command)
 
-            def attach(self, command: Sequence[str]) -> int:
+            def attach(self, command: Sequence[str], **_: object) -> int:
                 self.calls.append(list(command))
                 return real.attach(command)
 

@@ -300,7 +300,7 @@ class FakeRunner:
             tar.addfile(info, io.BytesIO(self.passwd))
         return Result(tuple(argv), 0, buffer.getvalue().decode("utf-8"), "")
 
-    def attach(self, argv: Any) -> int:
+    def attach(self, argv: Any, **_: object) -> int:
         raise AssertionError("not used")
 
 
