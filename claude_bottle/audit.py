@@ -5,19 +5,23 @@ executor saves them to <state dir>/sessions/<bottle>-<session>.jsonl (mode 0600,
 reach) and prints a short summary; `claude-bottle logs` shows them live. Every record is rebuilt from a
 fixed set of fields, so nothing else a log line might carry (a URL's path or query, a header) is kept,
 and any secret value the launcher knows is masked as a last guard.
+
+pipelock refuses what the addon asks it for, and the addon logs each refusal itself (kind "pipelock"),
+so the summary counts the addon's records only; pipelock's own lines are kept in the file as detail.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import urllib.parse
 from collections import Counter
 
 TYPE_CHECKING = False  # typing costs a few ms at start-up; annotations are never evaluated
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from typing import Any
 
     from claude_bottle.plan import Plan
@@ -27,6 +31,15 @@ FIELDS = ("ts", "source", "event", "host", "port", "method", "scheme", "mode", "
           "reason")  # fmt: skip
 SUMMARY_ROWS = 8  # per kind of line; the rest is counted, and the file has everything
 SESSIONS_DIR = "sessions"
+# Where pipelock's lines name what they were about, the first one present winning: a URL or a host:port
+# target (most kinds), else a bare host (sni_mismatch: connect_host; response_scan_exempt: hostname).
+_PIPELOCK_WHERE = ("url", "target")
+_PIPELOCK_HOST = ("connect_host", "hostname")
+# Where they say why: `reason` (blocked, anomaly, ws_blocked, shutdown, ...), `error` (error),
+# `detail` (session_anomaly), `deny_message` (kill_switch_deny), `block_reason` (media_exposure).
+_PIPELOCK_WHY = ("reason", "error", "detail", "deny_message", "block_reason")
+# A URL inside free text (Go's errors quote the whole URL: Get "http://h/p?q": dial tcp ...).
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]*")
 
 
 def _text(value: Any, limit: int = 300) -> str:
@@ -48,6 +61,53 @@ def _host_port(where: str) -> tuple[str | None, int | None]:
     return where or None, None
 
 
+def _no_urls(text: str) -> str:
+    """Free text with every URL in it cut to scheme://host[:port] (a path or query may carry a secret)."""
+
+    def cut(m: re.Match[str]) -> str:
+        parts = urllib.parse.urlsplit(m.group(0))
+        host = parts.netloc.rpartition("@")[2]  # never userinfo
+        return f"{parts.scheme}://{host}"
+
+    return _URL_IN_TEXT.sub(cut, text)
+
+
+def _names(value: Any) -> str:
+    return ", ".join(_text(v, 80) for v in value if isinstance(v, str)) if isinstance(value, list) else ""
+
+
+def _pipelock_reason(raw: dict[str, Any]) -> str:
+    """Why, for each kind of pipelock line: most carry a text field, a few only fields to build it from."""
+    event, get = raw["event"], (lambda key: _text(raw.get(key) or "", 80))
+    if event == "sni_mismatch":  # no reason field: category is mismatch, not_tls, malformed_tls or timeout
+        sni = f": the ClientHello names {get('sni_host')}" if raw.get("sni_host") else ""
+        return f"SNI verification failed ({get('category') or 'unknown'}){sni}"
+    if event == "startup":
+        return (f"pipelock {get('version')} listening on {get('listen')}, mode {get('mode')}, "
+                f"config {get('config_hash')[:12]}")  # fmt: skip
+    if event == "config_reload":
+        detail = f": {get('detail')}" if raw.get("detail") else ""
+        return f"config reload {get('status')}{detail}, config {get('config_hash')[:12]}"
+    if event in ("adaptive_escalation", "airlock_deescalate"):
+        return f"{get('from')} -> {get('to')}"
+    if event in ("forward_http", "allowed") and isinstance(raw.get("status_code"), int):
+        return f"status {raw['status_code']}"
+    if event == "tunnel_close" and isinstance(raw.get("duration_ms"), (int, float)):
+        return f"closed after {raw['duration_ms'] / 1000:.1f} s, {_text(raw.get('total_bytes', '?'), 20)} bytes"
+    if event == "adaptive_upgrade":
+        return f"{get('from_action') or 'allow'} -> {get('to_action')} at {get('escalation_level')}"
+    # DLP and scan hits (body_dlp, header_dlp, response_scan, ws_scan, dlp_warn, address_protection):
+    # pattern names, never the matched text.
+    found = _names(raw.get("patterns")) or _names(raw.get("findings")) or get("pattern")
+    if found:
+        where = f" in header {get('header')}" if raw.get("header") else ""
+        return f"{get('action') or get('mode') or 'match'}: {found}{where}"
+    for key in _PIPELOCK_WHY:
+        if raw.get(key):
+            return _text(raw[key])
+    return _text(raw.get("message") or "")
+
+
 def record(line: str, saved: bool = False) -> dict[str, Any] | None:
     """One decision from one log line of the bundle (or of a saved session log, already in our shape),
     or None for anything else (supervisor chatter)."""
@@ -60,20 +120,31 @@ def record(line: str, saved: bool = False) -> dict[str, Any] | None:
         return None
     if not isinstance(raw, dict) or not isinstance(raw.get("event"), str):
         return None
-    if raw.get("source") == "addon" or saved:
+    if saved or (raw.get("source") == "addon" and "component" not in raw):
         rec = {k: raw[k] for k in FIELDS if k in raw}
         if not isinstance(rec.get("rules", []), list):
             rec.pop("rules")
+        if isinstance(rec.get("reason"), str):
+            rec["reason"] = _no_urls(rec["reason"])
         return rec
-    # pipelock (zerolog): keep its verdict, the host and port it was about, and why.
-    host, port = _host_port(_text(raw.get("url") or raw.get("target") or "", 2000))
+    # pipelock (zerolog, "component":"pipelock"): keep its verdict, the host and port it was about, and why.
+    host: str | None = None
+    port: int | None = None
+    where = next((raw[k] for k in _PIPELOCK_WHERE if raw.get(k) and isinstance(raw[k], str)), None)
+    bare = next((raw[k] for k in _PIPELOCK_HOST if raw.get(k) and isinstance(raw[k], str)), None)
+    if where is not None:
+        host, port = _host_port(_text(where, 2000))
+    elif bare is not None:
+        host = _text(bare).strip("[]") or None  # no port to split off: "::1" is a host
     rec = {"ts": _text(raw.get("time") or raw.get("ts") or "", 40), "source": "pipelock",
            "event": _text(raw["event"], 40), "host": host, "port": port,
-           "reason": _text(raw.get("reason", ""))}  # fmt: skip
+           "reason": _no_urls(_pipelock_reason(raw))}  # fmt: skip
     if raw.get("method"):
         rec["method"] = _text(raw["method"], 16)
     if raw.get("scanner"):
         rec["kind"] = _text(raw["scanner"], 40)
+    elif raw["event"] == "sni_mismatch":
+        rec["kind"] = "sni"
     return rec
 
 
@@ -128,19 +199,32 @@ def _rows(label: str, counts: Counter[tuple[str, str]]) -> list[str]:
 
 
 def summary(recs: list[dict[str, Any]]) -> list[str]:
-    """A few lines: requests allowed, blocked (by host and reason), secrets injected (by name and host)."""
-    allowed = sum(1 for r in recs if r.get("event") == "allowed" and r.get("source") == "addon")
-    tunnels = sum(1 for r in recs if r.get("event") == "tunnel_open" and r.get("kind") == "tcp")
-    blocked = Counter((str(r.get("host")), str(r.get("reason", ""))) for r in recs if r.get("event") == "blocked")
-    injected = Counter((str(r.get("secret")), f"-> {r.get('host')}") for r in recs if r.get("event") == "injected")
-    warned = Counter((str(r.get("host")), str(r.get("reason", ""))) for r in recs if r.get("event") == "warning")
+    """A few lines: requests allowed, blocked (by host and reason), secrets injected (by name and host),
+    DLP warnings and failed requests. Only the addon's records count: it logs every refusal pipelock
+    makes (kind "pipelock") as well as its own, so pipelock's lines would count those twice."""
+    addon = [r for r in recs if r.get("source") == "addon"]
+
+    def by(event: str, key: Callable[[dict[str, Any]], tuple[str, str]]) -> Counter[tuple[str, str]]:
+        return Counter(key(r) for r in addon if r.get("event") == event)
+
+    def why(r: dict[str, Any]) -> tuple[str, str]:
+        return str(r.get("host")), str(r.get("reason", ""))
+
+    allowed = sum(1 for r in addon if r.get("event") == "allowed")
+    tunnels = sum(1 for r in addon if r.get("event") == "tunnel_open" and r.get("kind") == "tcp")
+    blocked, warned, failed = by("blocked", why), by("warning", why), by("failed", why)
+    injected = by("injected", lambda r: (str(r.get("secret")), f"-> {r.get('host')}"))
+    n_injected = sum(injected.values())
     head = (f"{allowed} request{'s' * (allowed != 1)} allowed, {sum(blocked.values())} blocked, "
-            f"{sum(injected.values())} secret injection{'s' * (sum(injected.values()) != 1)}")  # fmt: skip
+            f"{n_injected} secret injection{'s' * (n_injected != 1)}")  # fmt: skip
     if tunnels:
         head += f", {tunnels} raw TCP tunnel{'s' * (tunnels != 1)}"
     if warned:
         head += f", {sum(warned.values())} DLP warning{'s' * (sum(warned.values()) != 1)}"
-    return [head, *_rows("blocked", blocked), *_rows("injected", injected), *_rows("warning", warned)]
+    if failed:
+        head += f", {sum(failed.values())} failed"
+    return [head, *_rows("blocked", blocked), *_rows("injected", injected), *_rows("warning", warned),
+            *_rows("failed", failed)]  # fmt: skip
 
 
 def finish(runner: Runner, plan: Plan, values: dict[str, str] | None, state_dir: str) -> None:
@@ -169,8 +253,9 @@ def _printable(value: Any) -> str:
 def text_line(rec: dict[str, Any]) -> str:
     """One aligned line for people: time, source, event, host:port, and why."""
     ts = _printable(rec.get("ts"))
-    ts = ts[11:23] if len(ts) >= 23 and ts[10] == "T" else ts
-    where = _printable(rec.get("host") or "-") + (f":{rec['port']}" if rec.get("port") else "")
+    ts = ts[11:23].rstrip("Z") if len(ts) >= 19 and ts[10] == "T" else ts  # pipelock's have whole seconds
+    host = _printable(rec.get("host") or "-")
+    where = (f"[{host}]" if ":" in host else host) + (f":{rec['port']}" if rec.get("port") else "")
     extra = []
     if rec.get("secret"):
         extra.append(f"secret={_printable(rec['secret'])}")
@@ -180,4 +265,4 @@ def text_line(rec: dict[str, Any]) -> str:
         extra.append(f"dlp={_printable(rec['mode'])}")
     tail = _printable(rec.get("reason") or "") + (f"  [{' '.join(extra)}]" if extra else "")
     source, event = _printable(rec.get("source")), _printable(rec.get("event"))
-    return f"{ts:<12}  {source:<8} {event:<11} {where:<32} {tail}".rstrip()
+    return f"{ts:<12}  {source:<8} {event:<13} {where:<32} {tail}".rstrip()  # 13: config_reload

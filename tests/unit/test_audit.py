@@ -26,11 +26,65 @@ def addon(event: str, **fields: Any) -> str:
     return policy.log_line(event, **fields)
 
 
-PIPELOCK_BLOCK = json.dumps({"level": "warn", "time": "2026-11-27T10:00:00Z", "event": "blocked", "method": "GET",
-                             "url": "https://evil.example:8443/path/secret?token=abc", "reason": "domain not allowed",
-                             "scanner": "blocklist", "client_ip": "127.0.0.1", "request_id": "r1"})  # fmt: skip
-PIPELOCK_TUNNEL = json.dumps({"level": "info", "time": "2026-11-27T10:00:01Z", "event": "tunnel_open",
-                              "target": "api.example.com:443", "client_ip": "127.0.0.1"})  # fmt: skip
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+
+def _pipelock_lines() -> list[str]:
+    """Real pipelock log lines (see the notes in the file: how they were captured, with which config)."""
+    with open(os.path.join(DATA, "pipelock_events.jsonl"), encoding="utf-8") as handle:
+        return [line.rstrip("\n") for line in handle if line.startswith("{")]
+
+
+PIPELOCK_LINES = _pipelock_lines()
+
+
+def pipelock(event: str, contains: str = "") -> str:
+    """The first real pipelock line of that event kind whose text contains `contains`."""
+    for line in PIPELOCK_LINES:
+        if json.loads(line)["event"] == event and contains in line:
+            return line
+    raise AssertionError(f"no {event} line with {contains!r} in the fixture")
+
+
+PIPELOCK_BLOCK = pipelock("blocked", '"url":"http://evil.test/path?token=abc"')
+# What each kind of pipelock line becomes: (event, a text that picks the line) -> host, port, method, kind, reason.
+EXPECTED: list[tuple[tuple[str, str], tuple[str | None, int | None, str | None, str | None, str]]] = [
+    (("startup", "6f92c273"), (None, None, None, None,
+                               "pipelock 0.1.0-dev listening on 127.0.0.1:18888, mode strict, config 6f92c273ed3a")),
+    (("blocked", '"target":"evil.test:443"'), ("evil.test", 443, "CONNECT", "allowlist",
+                                                 "domain not in allowlist: evil.test")),
+    (("blocked", "http://evil.test/path"), ("evil.test", 80, "GET", "allowlist", "domain not in allowlist: evil.test")),
+    (("blocked", '"target":"[::1]:18022"'), ("::1", 18022, "CONNECT", "allowlist", "domain not in allowlist: ::1")),
+    (("blocked", '"target":"localhost:18443"'), ("localhost", 18443, "CONNECT", "ssrf",
+                                                   "SSRF blocked: localhost resolves to internal IP 127.0.0.1")),
+    (("blocked", "/p?q=1"), ("localhost", 18080, "GET", "ssrf",
+                             "SSRF blocked: localhost resolves to internal IP 127.0.0.1")),
+    (("blocked", '"target":"private.test:443"'), ("private.test", 443, "CONNECT", "ssrf",
+                                                    "SSRF blocked: private.test resolves to internal IP 10.200.0.7")),
+    (("blocked", '"target":"no-such-host.test:443"'), (
+        "no-such-host.test", 443, "CONNECT", "ssrf",
+        "SSRF check failed: DNS resolution error for no-such-host.test: lookup no-such-host.test on "
+        "10.255.255.53:53: dial udp 10.255.255.53:53: connect: network is unreachable")),
+    (("blocked", "?k=AKIA"), ("localhost", 18080, "GET", "core_dlp", "core DLP match: AWS Access ID (critical)")),
+    (("error", '"method":"CONNECT"'), ("localhost", 18999, "CONNECT", None,
+                                       "dial tcp 127.0.0.1:18999: connect: connection refused")),
+    (("error", '"method":"GET"'), ("localhost", 18999, "GET", None,  # the URL's path is cut from Go's error text
+                                   'Get "http://localhost:18999": dial tcp 127.0.0.1:18999: connect: '
+                                   "connection refused")),
+    (("sni_mismatch", "other.allowed.test"), ("localhost", None, None, "sni",
+                                              "SNI verification failed (mismatch): the ClientHello names "
+                                              "other.allowed.test")),
+    (("sni_mismatch", '"category":"timeout"'), ("localhost", None, None, "sni", "SNI verification failed (timeout)")),
+    (("tunnel_open", "localhost:18022"), ("localhost", 18022, None, None, "tunnel opened")),
+    (("tunnel_close", "localhost:18022"), ("localhost", 18022, None, None, "closed after 0.0 s, 42 bytes")),
+    (("forward_http", "/path/secret"), ("localhost", 18080, "GET", None, "status 200")),
+    (("allowed", "/f?q=1"), ("localhost", 18080, "GET", None, "status 200")),
+    (("response_scan", "/inject"), ("localhost", 18080, "GET", None, "warn: Prompt Injection")),
+    (("body_dlp", "/up"), ("localhost", 18080, "POST", None, "warn: AWS Access ID, Credential in URL")),
+    (("header_dlp", "X-Token"), ("localhost", 18080, "GET", None, "warn: GitHub Token in header X-Token")),
+    (("config_reload", "success"), (None, None, None, None, "config reload success: mode=strict, config 5e21c4d3b7c9")),
+    (("shutdown", ""), (None, None, None, None, "signal received")),
+]  # fmt: skip
 
 
 class RecordTest(unittest.TestCase):
@@ -42,15 +96,41 @@ class RecordTest(unittest.TestCase):
         self.assertEqual((rec["source"], rec["event"], rec["host"], rec["port"]), ("addon", "blocked", "a.test", 443))
         self.assertNotIn("headers", rec)
 
-    def test_pipelock_lines_are_reduced_to_host_and_port(self) -> None:
-        rec = audit.record(PIPELOCK_BLOCK)
-        self.assertEqual(rec, {"ts": "2026-11-27T10:00:00Z", "source": "pipelock", "event": "blocked",
-                               "host": "evil.example", "port": 8443, "reason": "domain not allowed", "method": "GET",
-                               "kind": "blocklist"})  # fmt: skip
-        rec = audit.record(PIPELOCK_TUNNEL)
+    def test_each_kind_of_pipelock_line(self) -> None:
+        for (event, contains), (host, port, method, kind, reason) in EXPECTED:
+            with self.subTest(event=event, line=contains):
+                rec = audit.record(pipelock(event, contains))
+                assert rec is not None
+                self.assertEqual((rec["source"], rec["event"]), ("pipelock", event))
+                self.assertEqual((rec["host"], rec["port"], rec.get("method"), rec.get("kind"), rec["reason"]),
+                                 (host, port, method, kind, reason))  # fmt: skip
+                self.assertEqual(rec["ts"], json.loads(pipelock(event, contains))["time"])
+
+    def test_every_kind_in_the_fixture_is_checked(self) -> None:
+        kinds = {json.loads(line)["event"] for line in PIPELOCK_LINES}
+        self.assertEqual(kinds, {event for (event, _), _ in EXPECTED})
+
+    def test_pipelock_lines_keep_only_fixed_fields(self) -> None:
+        for line in PIPELOCK_LINES:
+            rec = audit.record(line)
+            assert rec is not None
+            self.assertLessEqual(set(rec), set(audit.FIELDS), line)
+            text = json.dumps(rec)
+            for leak in ("/path/secret", "token=abc", "?q=1", "/p?", "?k=", "/inject", "req-", "anonymous"):
+                self.assertNotIn(leak, text, line)
+
+    def test_urls_in_free_text_lose_path_and_query(self) -> None:
+        rec = audit.record(addon("failed", host="a.test", port=443, method="GET", kind="upstream",
+                                 reason='Get "https://u:pw@a.test:8443/p/x?token=abc": EOF'))  # fmt: skip
         assert rec is not None
-        self.assertEqual((rec["host"], rec["port"]), ("api.example.com", 443))
-        self.assertNotIn("token", json.dumps(audit.record(PIPELOCK_BLOCK)))
+        self.assertEqual(rec["reason"], 'Get "https://a.test:8443": EOF')
+
+    def test_a_pipelock_line_is_never_taken_for_the_addon(self) -> None:
+        raw = json.loads(PIPELOCK_BLOCK)
+        raw["source"] = "addon"  # pipelock has a `source` field of its own (kill_switch_deny)
+        rec = audit.record(json.dumps(raw))
+        assert rec is not None
+        self.assertEqual((rec["source"], rec["host"], rec["port"]), ("pipelock", "evil.test", 80))
 
     def test_other_lines_are_ignored(self) -> None:
         for line in ("claude-bottle-supervise: started mitmdump", "", "{not json", "[1, 2]", '{"no": "event"}',
@@ -71,7 +151,7 @@ class FileTest(unittest.TestCase):
 
     def test_save_is_private_and_loads_back(self) -> None:
         path = audit.session_path(self.dir, "demo", "abcd1234")
-        recs = audit.records([addon("allowed", host="a.test", port=443), PIPELOCK_BLOCK])
+        recs = audit.records([addon("allowed", host="a.test", port=443), *PIPELOCK_LINES])
         audit.save(path, recs)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         self.assertEqual(stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode), 0o700)
@@ -98,16 +178,41 @@ class SummaryTest(unittest.TestCase):
             addon("warning", host="api.anthropic.com", port=443, kind="dlp", rules=["github-pat"],
                   reason="secret detected by gitleaks: github-pat (passed: warn mode)"),
             addon("tunnel_open", host="git.test", port=22, kind="tcp", reason="raw tcp passthrough"),
-            PIPELOCK_BLOCK,
         ]  # fmt: skip
         out = audit.summary(audit.records(lines))
-        self.assertEqual(out[0], "3 requests allowed, 4 blocked, 1 secret injection, 1 raw TCP tunnel, 1 DLP warning")
+        self.assertEqual(out[0], "3 requests allowed, 3 blocked, 1 secret injection, 1 raw TCP tunnel, 1 DLP warning")
         text = "\n".join(out)
         self.assertRegex(text, r"blocked +2x  evil.test  host not in allowlist")
         self.assertRegex(text, r"blocked +1x  a.test  secret detected by gitleaks: aws-access-token")
-        self.assertRegex(text, r"blocked +1x  evil.example  domain not allowed")
         self.assertRegex(text, r"injected +1x  TOKEN  -> api.example.com")
         self.assertRegex(text, r"warning +1x  api.anthropic.com  secret detected by gitleaks: github-pat")
+
+    def test_a_pipelock_refusal_counts_once(self) -> None:
+        # The addon asked pipelock, got its 403 and logged it; pipelock logged the same refusal.
+        lines = [addon("blocked", host="evil.test", port=443, method="CONNECT", kind="pipelock",
+                       reason="pipelock: domain not in allowlist: evil.test"),
+                 pipelock("blocked", '"target":"evil.test:443"')]  # fmt: skip
+        self.assertEqual(audit.summary(audit.records(lines)),
+                         ["0 requests allowed, 1 blocked, 0 secret injections",
+                          "  blocked     1x  evil.test  pipelock: domain not in allowlist: evil.test"])  # fmt: skip
+
+    def test_pipelock_lines_alone_count_nothing(self) -> None:
+        recs = audit.records(PIPELOCK_LINES)
+        self.assertEqual(audit.summary(recs), ["0 requests allowed, 0 blocked, 0 secret injections"])
+        self.assertEqual(len(recs), len(PIPELOCK_LINES))  # but every one is kept for the file
+
+    def test_failed_requests(self) -> None:
+        refused = "pipelock could not reach localhost:18999: tunnel dial failed"
+        lines = [addon("allowed", host="localhost", port=18999),
+                 addon("failed", host="localhost", port=18999, method="CONNECT", kind="upstream", reason=refused),
+                 addon("failed", host="localhost", port=18999, method="CONNECT", kind="upstream", reason=refused),
+                 pipelock("error", '"method":"CONNECT"'),
+                 addon("failed", host="gone.test", port=443, method="GET", kind="upstream",
+                       reason="DNS resolution failed")]  # fmt: skip
+        out = audit.summary(audit.records(lines))
+        self.assertEqual(out[0], "1 request allowed, 0 blocked, 0 secret injections, 3 failed")
+        self.assertEqual(out[1:], [f"  failed      2x  localhost  {refused}",
+                                   "  failed      1x  gone.test  DNS resolution failed"])  # fmt: skip
 
     def test_long_lists_are_cut(self) -> None:
         lines = [addon("blocked", host=f"h{i}.test", reason="host not in allowlist") for i in range(20)]
@@ -121,8 +226,17 @@ class SummaryTest(unittest.TestCase):
         assert rec is not None
         line = audit.text_line(rec)
         self.assertNotIn("\x1b", line)
-        self.assertRegex(line, r"^\d\d:\d\d:\d\d\.\d{3}  addon    blocked     a.test\?\[2J:443 +secret detected by "
+        self.assertRegex(line, r"^\d\d:\d\d:\d\d\.\d{3}  addon    blocked       a.test\?\[2J:443 +secret detected by "
                                r"gitleaks: aws-access-token  \[rules=aws-access-token dlp=scan\]$")  # fmt: skip
+
+    def test_text_line_of_pipelock_records(self) -> None:
+        rec = audit.record(pipelock("blocked", '"target":"[::1]:18022"'))
+        assert rec is not None
+        self.assertEqual(audit.text_line(rec), "21:46:39      pipelock blocked       [::1]:18022" + " " * 22
+                                               + "domain not in allowlist: ::1")  # fmt: skip
+        rec = audit.record(pipelock("config_reload"))
+        assert rec is not None
+        self.assertRegex(audit.text_line(rec), r"^21:46:40      pipelock config_reload -  +config reload success")
 
 
 class FakeRunner:
@@ -151,7 +265,7 @@ class FinishTest(unittest.TestCase):
         return err.getvalue()
 
     def test_saves_and_summarises(self) -> None:
-        logs = "\n".join([addon("allowed", host="a.test", port=443), f'{{"event":"blocked","reason":"{SECRET}"}}',
+        logs = "\n".join([addon("allowed", host="a.test", port=443), addon("blocked", reason=f"saw {SECRET}"),
                           "claude-bottle-supervise: started mitmdump"])  # fmt: skip
         runner = FakeRunner(0, logs)
         err = self.finish(runner)
@@ -225,7 +339,7 @@ class LogsCommandTest(unittest.TestCase):
         self.assertEqual(code, 0)
         self.assertEqual(popen.call_args[0][0], ["docker", "logs", "--follow", "id2"])
         self.assertIn("showing session s2, the newest (also running: s1", err)
-        self.assertRegex(out, r"addon    injected    api.example.com:443 +header x-api-key  \[secret=TOKEN\]\n$")
+        self.assertRegex(out, r"addon    injected      api.example.com:443 +header x-api-key  \[secret=TOKEN\]\n$")
 
     def test_running_bundles_parses_docker_ps(self) -> None:
         runner = FakeRunner(0, "2026-11-27 11:00:00 +0000 UTC\ts2\tid2\n2026-11-27 10:00:00 +0000 UTC\ts1\tid1\n")
