@@ -49,10 +49,82 @@ class BaseConfigTest(unittest.TestCase):
         self.assertGreater(fwd["max_tunnel_seconds"], 300)
         self.assertGreater(fwd["idle_timeout_seconds"], 0)
 
+    def test_sni_verification_off(self) -> None:
+        # On, pipelock waits for a ClientHello before relaying, so server-speaks-first protocols
+        # (SMTP, MySQL) on HOST:PORT rules hang; mitmdump pins the upstream SNI itself.
+        for entries in ((), ("example.com",), ("smtp.example.com:25",)):
+            with self.subTest(entries=entries):
+                self.assertIs(_config(*entries)["forward_proxy"]["sni_verification"], False)
+
+    def test_plain_http_is_neither_truncated_nor_cut_short(self) -> None:
+        fetch = _config("example.com")["fetch_proxy"]
+        self.assertIsInstance(fetch["max_response_mb"], int)
+        self.assertGreaterEqual(fetch["max_response_mb"], 1024 * 1024)  # pipelock's default is 10
+        self.assertIsInstance(fetch["timeout_seconds"], int)
+        self.assertGreaterEqual(fetch["timeout_seconds"], pipelock.MAX_TUNNEL_SECONDS)  # default 30
+
+
+class ResponsesPassTest(unittest.TestCase):
+    """mitmdump's addon owns request DLP; responses must reach the agent as the server sent them."""
+
+    def test_response_scanning_only_warns(self) -> None:
+        # `enabled: false` would leave pipelock's core patterns blocking; warn only logs a match.
+        scan = _config("example.com")["response_scanning"]
+        self.assertIs(scan["enabled"], True)
+        self.assertEqual(scan["action"], "warn")
+        self.assertIs(scan["include_defaults"], False)
+        self.assertNotIn("patterns", scan)
+        self.assertNotIn("exempt_domains", scan)
+
+    def test_event_streams_pass_through_unscanned(self) -> None:
+        self.assertEqual(_config("example.com")["response_scanning"]["sse_streaming"], {"enabled": False})
+
+    def test_media_policy_off(self) -> None:
+        self.assertEqual(_config("example.com")["media_policy"], {"enabled": False})
+
+    def test_request_body_scanning_off(self) -> None:
+        self.assertEqual(_config("example.com")["request_body_scanning"], {"enabled": False})
+
+    def test_nothing_intercepts_or_escalates(self) -> None:
+        cfg = _config("example.com")
+        for section in ("tls_interception", "websocket_proxy", "session_profiling", "adaptive_enforcement"):
+            with self.subTest(section=section):
+                self.assertEqual(cfg[section], {"enabled": False})
+
+    def test_same_for_every_rule_class(self) -> None:
+        base = _config("example.com")
+        fixed = ("fetch_proxy", "forward_proxy", "response_scanning", "media_policy", "request_body_scanning",
+                 "tls_interception", "websocket_proxy", "session_profiling", "adaptive_enforcement", "logging")  # fmt: skip
+        for entries in ((), ("*.example.com",), ("10.0.0.1:5432",), ("ssh://github.com",), ("@anthropic",)):
+            cfg = _config(*entries)
+            for key in fixed:
+                with self.subTest(entries=entries, key=key):
+                    self.assertEqual(cfg[key], base[key])
+
+    def test_blocking_checks_stay_on(self) -> None:
+        # The firewall itself stays as pipelock ships it: strict allowlist, enforcement on, SSRF
+        # ranges (`internal`) and hostname/URL DLP untouched, no exemptions or suppressions.
+        cfg = _config("10.0.0.1", "example.com")
+        self.assertEqual(cfg["mode"], "strict")
+        for key in ("enforce", "internal", "trusted_domains", "dlp", "suppress", "kill_switch"):
+            with self.subTest(key=key):
+                self.assertNotIn(key, cfg)
+        self.assertEqual(cfg["fetch_proxy"]["monitoring"], {"max_requests_per_minute": pipelock.RATE_LIMIT_PER_MINUTE})
+
     def test_top_level_keys(self) -> None:
+        # pipelock rejects unknown keys: every key here must exist in the pinned version.
         self.assertEqual(
             set(_config("example.com")),
-            {"version", "mode", "api_allowlist", "fetch_proxy", "forward_proxy", "logging", "sentry"},
+            {"version", "mode", "api_allowlist", "fetch_proxy", "forward_proxy", "response_scanning",
+             "media_policy", "request_body_scanning", "tls_interception", "websocket_proxy",
+             "session_profiling", "adaptive_enforcement", "logging", "sentry"},
+        )  # fmt: skip
+        self.assertEqual(set(_config("10.0.0.1")), set(_config("example.com")) | {"ssrf"})
+
+    def test_logging_is_json_lines_on_stdout_with_every_verdict(self) -> None:
+        self.assertEqual(
+            _config()["logging"],
+            {"format": "json", "output": "stdout", "include_allowed": True, "include_blocked": True},
         )
 
     def test_listen_is_loopback_only(self) -> None:
@@ -63,11 +135,24 @@ class BaseConfigTest(unittest.TestCase):
 
 
 class RuleClassesTest(unittest.TestCase):
-    def test_empty_allowlist(self) -> None:
+    def test_empty_allowlist_gets_the_never_resolving_sentinel(self) -> None:
+        # Strict mode refuses an empty api_allowlist; one reserved .invalid name (RFC 6761) lets
+        # pipelock start while allowing nothing that can resolve.
         cfg = _config()
-        self.assertEqual(cfg["api_allowlist"], [])
+        self.assertEqual(cfg["api_allowlist"], [pipelock.NOTHING_ALLOWED])
+        self.assertEqual(pipelock.NOTHING_ALLOWED, "nothing-allowed.invalid")
+        self.assertTrue(pipelock.NOTHING_ALLOWED.endswith(".invalid"))
         self.assertEqual(cfg["mode"], "strict")
         self.assertNotIn("ssrf", cfg)
+
+    def test_sentinel_only_when_nothing_is_allowed(self) -> None:
+        for entries in (("example.com",), ("10.0.0.1",), ("ssh://github.com",), ("@npm",)):
+            with self.subTest(entries=entries):
+                self.assertNotIn(pipelock.NOTHING_ALLOWED, _config(*entries)["api_allowlist"])
+
+    def test_sentinel_is_a_valid_host_name(self) -> None:
+        # Whatever reads the allowlist (pipelock, the plan, describe) sees an ordinary name.
+        self.assertEqual(egress.parse_host(pipelock.NOTHING_ALLOWED), pipelock.NOTHING_ALLOWED)
 
     def test_web(self) -> None:
         cfg = _config("api.example.com")
