@@ -1,5 +1,5 @@
-"""mitmdump 8.1.1 addon: the bundle's host/port gate, credential injection, request DLP (gitleaks), and
-its SSRF guard when pipelock is absent.
+"""mitmdump 8.1.1 addon: the bundle's host/port gate, credential injection, request DLP (gitleaks), the
+route of every server connection through pipelock (tunnel.py), and its SSRF guard when pipelock is absent.
 
 Run as `mitmdump -s addon.py`; the policy comes from $CLAUDE_BOTTLE_POLICY (default
 /etc/claude-bottle/policy.json), secret values from $CLAUDE_BOTTLE_SECRETS. Decisions live in the
@@ -17,10 +17,12 @@ import os
 import re
 import sys
 import urllib.parse
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dlp  # noqa: E402  (sibling files in the bundle, not a package)
 import policy as pol  # noqa: E402
+import tunnel as tun  # noqa: E402
 
 from mitmproxy import connection, ctx, http  # noqa: E402
 from mitmproxy.net.tls import is_tls_record_magic  # noqa: E402
@@ -28,6 +30,10 @@ from mitmproxy.proxy import layer, layers, server_hooks  # noqa: E402
 from mitmproxy.tls import TlsData  # noqa: E402
 
 POLICY_PATH = os.environ.get("CLAUDE_BOTTLE_POLICY", "/etc/claude-bottle/policy.json")
+# Set by the supervisor when pipelock runs: every server connection is then a CONNECT through it.
+PIPELOCK_URL = os.environ.get("CLAUDE_BOTTLE_PIPELOCK_URL", "")
+TUNNEL_TIMEOUT_S = 30.0  # asking pipelock, which dials the target before it answers
+PREOPENED_TTL_S = 30.0  # a tunnel opened for a plain-HTTP request that mitmproxy then did not need
 SECRETS_PATH = os.environ.get("CLAUDE_BOTTLE_SECRETS", "/etc/claude-bottle/secrets.json")
 STREAM_OVER = 1 << 20  # bigger bodies are passed through as they arrive, not buffered in memory
 MAX_BACKGROUND = 8  # warn-mode scans in flight; more are skipped (and logged) rather than queued
@@ -59,12 +65,14 @@ def _is_ip(host: str) -> bool:
         return False
 
 
+def _refusal(status: int, text: str) -> http.Response:
+    return http.Response.make(status, text + "\n", {"Content-Type": "text/plain; charset=utf-8"})
+
+
 def _deny(flow: http.HTTPFlow, reason: str, **fields: object) -> None:
     flow.metadata[_DENIED] = True
     flow.request.stream = False  # 8.1.1 refuses a response on a streamed request
-    flow.response = http.Response.make(
-        403, f"claude-bottle: blocked: {reason}\n", {"Content-Type": "text/plain; charset=utf-8"}
-    )
+    flow.response = _refusal(403, f"claude-bottle: blocked: {reason}")
     emit("blocked", host=flow.request.host, port=flow.request.port, method=flow.request.method, reason=reason,
          **fields)  # fmt: skip
 
@@ -101,6 +109,13 @@ class Gate:
             fatal(f"DLP needs gitleaks, and {dlp.GITLEAKS} is not an executable")
         self.scanner = dlp.Scanner()
         self.background: set[asyncio.Task[None]] = set()
+        # (client id, host, port) -> a tunnel opened for a plain-HTTP request, for its server_connect
+        self.preopened: dict[tuple[str, str, int], tun.Tunnel] = {}
+        # server connection id -> (its real target, the tunnel that becomes its streams)
+        self.routed: dict[str, tuple[tuple[str, int], tun.Tunnel]] = {}
+        self.live: dict[tuple[str, str, int], int] = {}  # routed connections open, per client and target
+        self.live_keys: dict[str, tuple[str, str, int]] = {}  # server connection id -> its key in `live`
+        self.refusals: dict[tuple[str, str, int], tun.Refused] = {}  # for the CONNECT reply that follows
 
     def configure(self, updated: set[str]) -> None:
         if ctx.options.rawtcp:
@@ -113,17 +128,20 @@ class Gate:
         if "mode" not in updated:
             return
         mode: str = ctx.options.mode
-        if mode == "regular":
-            upstream = None
-        elif mode.startswith("upstream:"):
+        # Only regular mode dials at CONNECT time, which a server that speaks first and an honest answer
+        # to the CONNECT both need; pipelock is reached through server_connect below, not upstream mode.
+        # transparent/reverse/socks5 would bypass the CONNECT and request checks.
+        if mode != "regular":
+            return fatal(f"mode {mode!r} is not supported; run mitmdump in regular mode "
+                         "(pipelock comes from $CLAUDE_BOTTLE_PIPELOCK_URL)")  # fmt: skip
+        upstream = None
+        if PIPELOCK_URL:
             try:
-                upstream = pol.parse_upstream(mode[len("upstream:") :])
+                upstream = pol.parse_upstream(PIPELOCK_URL)
             except ValueError as e:
                 return fatal(str(e))
-        else:  # transparent/reverse/socks5 would bypass the CONNECT and request checks below
-            return fatal(f"mode {mode!r} is not supported; use regular or upstream:http://HOST:PORT")
         if self.policy.upstream is not None and self.policy.upstream != upstream:
-            return fatal(f"policy says upstream {self.policy.upstream}, mitmdump runs in mode {mode!r}")
+            return fatal(f"policy says pipelock is {self.policy.upstream}, the environment says {PIPELOCK_URL!r}")
         self.upstream = upstream
 
     def running(self) -> None:
@@ -147,7 +165,7 @@ class Gate:
             return _deny(flow, d.reason)
         emit("tunnel_open", host=flow.request.host, port=flow.request.port, reason=d.reason)
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
         # Decide on what the head shows before the body is read: the target, placeholders in the URL and
         # headers, and whether the body is buffered for a scan or passes as it arrives.
         try:
@@ -165,8 +183,9 @@ class Gate:
                     self._warn_scan(flow, self._scan_text(flow, b""), f"body of {length} bytes not scanned")
                 self._inject(flow)
                 flow.metadata[_STREAMED] = True
-                req.stream = True
-                self._allowed(flow)
+                if await self._preopen(flow):
+                    req.stream = True
+                    self._allowed(flow)
         except Exception as e:  # noqa: BLE001 - fail closed, whatever went wrong
             _deny(flow, f"internal error in the addon ({type(e).__name__}); failing closed")
 
@@ -213,7 +232,69 @@ class Gate:
             else:
                 self._warn_scan(flow, self._scan_text(flow, body))
         self._inject(flow)  # after the scan: gitleaks never sees a real value
-        self._allowed(flow)
+        if await self._preopen(flow):
+            self._allowed(flow)
+
+    async def _preopen(self, flow: http.HTTPFlow) -> bool:
+        """Ask pipelock now for a request that will need a new server connection, so its refusal is a 403
+        with its reason rather than mitmproxy's 502; False when it refused (the flow is then denied)."""
+        req = flow.request
+        key = (flow.client_conn.id, req.host, req.port)
+        if self.upstream is None or flow.server_conn.connected or self.live.get(key) or key in self.preopened:
+            return True
+        opened = await tun.open_tunnel(self.upstream, req.host, req.port, TUNNEL_TIMEOUT_S)
+        if isinstance(opened, tun.Refused):
+            self._refused_by_pipelock(req.host, req.port, opened, flow)
+            return False
+        self.preopened[key] = opened
+
+        def expire() -> None:
+            if self.preopened.get(key) is opened:
+                del self.preopened[key]
+                opened.close()
+
+        asyncio.get_running_loop().call_later(PREOPENED_TTL_S, expire)
+        return True
+
+    def _connect_reply(self, flow: http.HTTPFlow) -> None:
+        """mitmproxy answers a CONNECT it could not connect with a 502 naming its own internals: say instead
+        what pipelock said (already logged by _route), or that the target could not be reached."""
+        resp, req = flow.response, flow.request
+        if resp is None or resp.status_code != 502 or flow.metadata.get(_DENIED):
+            return
+        refused = self.refusals.pop((flow.client_conn.id, req.host, req.port), None)
+        if refused is not None and refused.blocked:
+            flow.response = _refusal(403, f"claude-bottle: blocked: pipelock: {refused.reason}")
+            return
+        if refused is not None:
+            reason = f"pipelock could not reach {tun.authority(req.host, req.port)}: {refused.reason}"
+        else:  # no pipelock: mitmproxy's own connect failed ("Cannot connect to host:port: why")
+            reason = resp.get_text(strict=False).strip()[:300] or "cannot connect"
+            emit("failed", host=req.host, port=req.port, method="CONNECT", kind="upstream", reason=reason)
+        flow.response = _refusal(502, f"claude-bottle: upstream failed: {reason}")
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        # An allowed request whose server could not be reached or broke off: the summary must show it.
+        msg = flow.error.msg if flow.error is not None else ""
+        if flow.metadata.get(_DENIED) or not msg or "killed" in msg.lower() or "client disconnected" in msg.lower():
+            return
+        req = flow.request
+        emit("failed", host=req.host, port=req.port, method=req.method, kind="upstream", reason=msg[:300])
+
+    def _refused_by_pipelock(self, host: str, port: int, refused: tun.Refused, flow: http.HTTPFlow | None) -> None:
+        """One log line per refusal; a 403 (or 502 when pipelock could not reach the target) for the flow."""
+        if refused.blocked:
+            reason = f"pipelock: {refused.reason}"
+            if flow is not None:
+                return _deny(flow, reason, kind="pipelock")
+            emit("blocked", host=host, port=port, kind="pipelock", reason=reason)
+            return
+        reason = f"pipelock could not reach {tun.authority(host, port)}: {refused.reason}"
+        if flow is not None:
+            flow.metadata[_DENIED] = True
+            flow.request.stream = False  # 8.1.1 refuses a response on a streamed request
+            flow.response = _refusal(502, f"claude-bottle: upstream failed: {reason}")
+        emit("failed", host=host, port=port, kind="upstream", reason=reason)
 
     def _check(self, flow: http.HTTPFlow) -> bool:
         req = flow.request
@@ -229,6 +310,10 @@ class Gate:
             # Inside a tunnel mitmproxy keeps an absolute-form request line's authority ("GET http://other/"),
             # and the server may route by it: the same fronting by another door.
             d = pol.Decision(False, f"request authority does not match target {req.host}")
+        if d.allowed and any(b"\r" in v or b"\n" in v for _, v in req.headers.fields):
+            # mitmproxy keeps an obs-fold continuation line inside the value and sends it on as it came;
+            # a server that unfolds differently would read headers no check here saw (RFC 9112 5.2).
+            d = pol.Decision(False, "folded header lines (obs-fold) are not allowed")
         if d.allowed and req.trailers:
             # mitmproxy sends request trailers after every hook has run: nothing could scan them.
             d = pol.Decision(False, "request trailers are not allowed (they would pass unscanned)")
@@ -323,29 +408,205 @@ class Gate:
         # SSE must reach the client event by event or streamed LLM replies stall.
         if ctype == "text/event-stream" or (length.isdigit() and int(length) > STREAM_OVER):
             flow.response.stream = True
-        if self._scrubbed(flow):
-            self._scrub_headers(flow.response)
+        if not self._scrubbed(flow):
+            return
+        try:
+            self._scrub_head(flow, flow.response)
             if flow.response.stream:
-                flow.response.stream = dlp.Scrubber(self.scrub_pairs)
+                self._stream_scrubbed(flow, flow.response)
+        except Exception as e:  # noqa: BLE001 - mitmproxy would pass the reply on as it is
+            self._refuse_reply(flow, f"internal error in the addon ({type(e).__name__}); failing closed", True)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        # A server that echoes what it got (an error page quoting the key) must not hand the agent the value.
+        if flow.request.method == "CONNECT":
+            return self._connect_reply(flow)
         resp = flow.response
-        if resp is None or resp.stream or not self._scrubbed(flow):
+        if resp is None:
             return
-        self._scrub_headers(resp)
+        if flow.metadata.get(self._REFUSED):
+            resp.trailers = None  # our 502 carries nothing of the server's
+            return
         try:
-            content = resp.get_content(strict=True)
+            if 100 <= resp.status_code < 200 and resp.status_code != 101:
+                # Only when _patch_http1_client could not skip it: 8.1.1 took this head for the final reply,
+                # which is lost, so say so rather than hand the agent an empty 1xx as the answer.
+                return self._refuse_reply(flow, f"the server sent an informational {resp.status_code} response, "
+                                                "which this mitmproxy takes for the final one", False)  # fmt: skip
+            scrubbed = self._scrubbed(flow)
+            self._trailers(flow, resp, scrubbed)
+            if resp.stream or not scrubbed:
+                return
+            # A server that echoes what it got (an error page quoting the key) must not hand the agent the value.
+            self._scrub_head(flow, resp)
+            try:
+                content = resp.get_content(strict=True)  # gzip, deflate, br, zstd: mitmproxy's own decoders
+            except ValueError:
+                coding = resp.headers.get("content-encoding", "")
+                return self._refuse_reply(flow, f"cannot decode the response's Content-Encoding {coding!r} to keep "
+                                                "secret values out of it (failing closed)", False)  # fmt: skip
             if content:
-                resp.set_content(dlp.scrub(content, self.scrub_pairs))
-        except ValueError:
-            resp.raw_content = dlp.scrub(resp.raw_content or b"", self.scrub_pairs)
+                clean = dlp.scrub(content, self._pairs(flow))
+                if clean != content:
+                    resp.set_content(clean)
+        except Exception as e:  # noqa: BLE001 - mitmproxy would pass the reply on as it is
+            reason = f"internal error in the addon ({type(e).__name__}); failing closed"
+            if resp.stream:  # its head and body have left already: cut it
+                self._stream_failed(flow, reason)
+            else:
+                self._refuse_reply(flow, reason, False)
 
     def _scrubbed(self, flow: http.HTTPFlow) -> bool:
         return bool(self.scrub_pairs) and pol.normalize_host(flow.request.host) in self.bound_hosts
 
-    def _scrub_headers(self, resp: http.Response) -> None:
-        resp.headers.fields = tuple((k, dlp.scrub(v, self.scrub_pairs)) for k, v in resp.headers.fields)
+    _REFUSED = "claude_bottle_reply_refused"
+    _PAIRS = "claude_bottle_scrub_pairs"
+
+    def _pairs(self, flow: http.HTTPFlow) -> list[tuple[bytes, bytes]]:
+        """What to scrub from this flow's reply: the real values, their base64 forms, and the exact Basic
+        tokens _inject sent (read back from the request as it left, so every injected form is covered)."""
+        pairs = flow.metadata.get(self._PAIRS)
+        if pairs is None:
+            sent = [value for _, value in flow.request.headers.fields]
+            pairs = flow.metadata[self._PAIRS] = dlp.response_pairs(self.scrub_pairs, sent)
+        return pairs
+
+    def _scrub_fields(self, flow: http.HTTPFlow, fields: tuple[tuple[bytes, bytes], ...]
+                      ) -> tuple[tuple[bytes, bytes], ...]:  # fmt: skip
+        pairs = self._pairs(flow)
+
+        def name(key: bytes) -> bytes:
+            clean = dlp.scrub(key, pairs)
+            return key if clean == key else clean.lower()  # HTTP/2 refuses upper case (trailers aren't normalized)
+
+        return tuple((name(k), dlp.scrub(v, pairs)) for k, v in fields)
+
+    def _scrub_head(self, flow: http.HTTPFlow, resp: http.Response) -> None:
+        """The status line's reason phrase, and header names as well as values."""
+        resp.data.reason = dlp.scrub(resp.data.reason, self._pairs(flow))
+        resp.headers.fields = self._scrub_fields(flow, resp.headers.fields)
+
+    def _trailers(self, flow: http.HTTPFlow, resp: http.Response, scrubbed: bool) -> None:
+        # Runs in the response hook, before mitmproxy sends the trailers (streamed or not).
+        if not resp.trailers:
+            return
+        if not flow.request.is_http2:
+            # 8.1.1's HTTP/1 server side has no way to send them (it fails the flow on them): drop them.
+            resp.trailers = None
+            emit("warning", host=flow.request.host, port=flow.request.port, method=flow.request.method,
+                 kind="trailers", reason="response trailers dropped (mitmproxy cannot send them over HTTP/1)")  # fmt: skip
+        elif scrubbed:
+            resp.trailers.fields = self._scrub_fields(flow, resp.trailers.fields)
+
+    def _stream_scrubbed(self, flow: http.HTTPFlow, resp: http.Response) -> None:
+        """A streamed reply from a secret's host: decoded on the fly if compressed, then scrubbed."""
+        header = resp.headers.get("content-encoding", "")
+        codings = dlp.content_codings(header)
+        coding = None
+        if codings and flow.request.method != "HEAD" and resp.status_code not in (204, 304):
+            if len(codings) != 1 or codings[0] not in dlp.STREAM_CODINGS:
+                # br and zstd need libraries outside the stdlib, and an unknown coding can't be read at all.
+                # Passing the bytes on would let the agent inflate what the scrubber never saw, and a stream
+                # (SSE) can't be buffered to decode later. No byte of the body has left yet, so the agent gets
+                # a plain 502 now, which it can act on, rather than a body cut at some random point.
+                return self._refuse_reply(flow, f"the streamed response is compressed as {header!r}, which the "
+                                                "proxy cannot decode to keep secret values out of it (failing "
+                                                "closed)", True)  # fmt: skip
+            coding = codings[0]
+            del resp.headers["content-encoding"]  # passed on decoded...
+            resp.headers.pop("content-length", None)  # ...and of a size not known up front
+            if flow.request.http_version == "HTTP/1.1" and "chunked" not in resp.headers.get("transfer-encoding", "").lower():
+                # Not delimited by closing the connection, or a reply cut by _stream_failed would look whole.
+                resp.headers["transfer-encoding"] = "chunked"
+        resp.stream = dlp.ResponseStream(self._pairs(flow), coding, lambda reason: self._stream_failed(flow, reason))
+
+    def _stream_failed(self, flow: http.HTTPFlow, reason: str) -> None:
+        """Mid-stream, the head has left: nothing more is passed on, and when the server's reply ends
+        mitmproxy sees the kill and closes the agent's connection, short of the end of the body."""
+        emit("blocked", host=flow.request.host, port=flow.request.port, method=flow.request.method, kind="response",
+             reason=f"{reason}; the rest of the response is dropped and the reply cut (failing closed)")  # fmt: skip
+        if flow.killable:
+            flow.kill()
+
+    def _refuse_reply(self, flow: http.HTTPFlow, reason: str, before_body: bool) -> None:
+        """Answer the agent with a 502 instead of the server's reply (not sent yet)."""
+        emit("blocked", host=flow.request.host, port=flow.request.port, method=flow.request.method, kind="response",
+             reason=reason)  # fmt: skip
+        reply = _refusal(502, f"claude-bottle: blocked: {reason}")
+        if not flow.request.is_http2:
+            reply.headers["connection"] = "close"  # the server's reply may still be arriving on this flow
+        if before_body:
+            # From responseheaders: mitmproxy still reads the server's body into flow.response, so stream
+            # it into nothing and send our own body instead.
+            reply.stream = dlp.Replacement(reply.raw_content or b"")
+        flow.response = reply
+        flow.metadata[self._REFUSED] = True
+
+    def load(self, loader: Any) -> None:
+        self._patch_http1_client()
+
+    @staticmethod
+    def _patch_http1_client() -> None:
+        """Two legal replies that mitmproxy 8.1.1's HTTP/1 client side (reading servers) mishandles, where
+        no hook can help: it parses the body as it arrives, without waiting for the responseheaders hook.
+
+        - Trailers after a chunked body: read_body raises NotImplementedError and the flow hangs. They are
+          dropped here. (An HTTP/1 server always has an HTTP/1 client: mitmproxy offers the agent the ALPN
+          the server chose, and 8.1.1 cannot send trailers over HTTP/1 anyway.)
+        - A 1xx informational head (103 Early Hints; 100 or 102): taken for the final reply, which is lost.
+          Skipped here, as mitmproxy's own HTTP/2 layer does (101 is left alone).
+        If this mitmproxy is not 8.1, nothing is patched; response() then answers a 1xx with a clear 502.
+        """
+        import h11
+        from mitmproxy import version
+        from mitmproxy.proxy import events
+        from mitmproxy.proxy.layers.http import _http1
+
+        client: Any = _http1.Http1Client
+        if getattr(client, "_claude_bottle_patched", False):
+            return
+        if not version.VERSION.startswith("8.1."):
+            emit("warning", kind="mitmproxy", reason=f"mitmproxy {version.VERSION} is not 8.1: HTTP/1 trailers and "
+                                                     "1xx replies are left to it")  # fmt: skip
+            return
+        informational = re.compile(rb"HTTP/\d\.\d 1(\d\d)[ \r]")
+        read_headers, read_body = client.read_headers, client.read_body
+
+        def where(conn: connection.Server) -> dict[str, Any]:
+            host, port = conn.address or (None, None)
+            return {"host": host, "port": port}
+
+        class DropTrailers:
+            def __init__(self, reader: Any, conn: connection.Server) -> None:
+                self.reader, self.conn = reader, conn
+
+            def __call__(self, buf: Any) -> Any:
+                return self.end(self.reader(buf))
+
+            def read_eof(self) -> Any:
+                return self.end(self.reader.read_eof())
+
+            def end(self, event: Any) -> Any:
+                if isinstance(event, h11.EndOfMessage) and event.headers:
+                    emit("warning", kind="trailers", reason="HTTP/1 response trailers dropped", **where(self.conn))
+                    return h11.EndOfMessage()
+                return event
+
+        def patched_read_body(self: Any, event: Any) -> Any:
+            if not isinstance(self.body_reader, DropTrailers):
+                self.body_reader = DropTrailers(self.body_reader, self.conn)
+            yield from read_body(self, event)
+
+        def patched_read_headers(self: Any, event: Any) -> Any:
+            if isinstance(event, events.DataReceived) and self.request is not None:
+                while (m := informational.match(bytes(self.buf)[:16])) and m.group(1) != b"01":
+                    if self.buf.maybe_extract_lines() is None:
+                        return  # the rest of that head is still to come
+                    emit("warning", kind="informational", reason=f"HTTP/1 1{m.group(1).decode()} response skipped",
+                         **where(self.conn))  # fmt: skip
+            yield from read_headers(self, event)
+
+        client.read_headers, client.read_body = patched_read_headers, patched_read_body
+        client._claude_bottle_patched = True
 
     def tls_start_server(self, data: TlsData) -> None:
         # Runs before mitmproxy's tlsconfig, which would copy the client's SNI: pin SNI (and thus the
@@ -353,24 +614,52 @@ class Gate:
         if isinstance(data.conn, connection.Server) and data.conn.address is not None:
             data.conn.sni = data.conn.address[0]
 
-    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
-        # Cheap early refusal for IP literals; server_connected is the check that counts.
-        if self.upstream is not None or data.server.address is None:
+    async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        if data.server.address is None:
             return
+        if self.upstream is not None:
+            return await self._route(data)
+        # Cheap early refusal for IP literals; server_connected is the check that counts.
         host, port = data.server.address
         if _is_ip(host) and not pol.peer_allowed(self.policy, host):
             reason = f"address {host} is private or reserved (SSRF)"
             data.server.error = f"claude-bottle: blocked: {reason}"
             emit("blocked", host=host, port=port, kind="ssrf", reason=reason)
 
+    async def _route(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Send this connection through a pipelock tunnel: open it (or take the one a request opened), then
+        let mitmproxy's own connect reach a stand-in, whose streams server_connected swaps for the tunnel's."""
+        assert self.upstream is not None and data.server.address is not None
+        host, port = data.server.address
+        opened = self.preopened.pop((data.client.id, host, port), None)
+        if opened is None:
+            opened = await tun.open_tunnel(self.upstream, host, port, TUNNEL_TIMEOUT_S)
+        if isinstance(opened, tun.Refused):
+            self._refused_by_pipelock(host, port, opened, None)
+            self.refusals[(data.client.id, host, port)] = opened
+            data.server.error = f"claude-bottle: refused by pipelock: {opened.reason}"
+            return
+        stand_in = tun.StandIn()
+        try:
+            address = await stand_in.start()
+        except OSError as e:
+            opened.close()
+            data.server.error = f"claude-bottle: cannot route through pipelock: {e}"
+            return
+        self.routed[data.server.id] = ((host, port), opened)
+        data.server.address = address
+
     def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
         assert data.server.peername is not None and data.server.address is not None
         ip, port = data.server.peername[0], data.server.peername[1]
         if self.upstream is not None:
-            # Everything must go through pipelock, which does the SSRF checks on the real targets.
-            up_host, up_port = self.upstream
-            ok = port == up_port and (not _is_ip(up_host) or pol.normalize_host(ip) == up_host)
-            reason = f"peer {ip}:{port} is not the upstream proxy"
+            # Every connection must be a pipelock tunnel, which does the SSRF checks on the real targets.
+            routed = self.routed.pop(data.server.id, None)
+            if routed is not None and self._swap_in(data, *routed):
+                return
+            if routed is not None:
+                routed[1].close()
+            ok, reason = False, f"peer {ip}:{port} is not a pipelock tunnel"
         else:
             ok = pol.peer_allowed(self.policy, ip)
             reason = f"{data.server.address[0]} resolved to private or reserved address {ip} (SSRF)"
@@ -381,18 +670,54 @@ class Gate:
         if not self._abort(data):
             fatal("cannot abort a blocked server connection on this mitmproxy version")
 
+    def _swap_in(self, data: server_hooks.ServerConnectionHookData, target: tuple[str, int], opened: tun.Tunnel) -> bool:
+        """The stand-in connection's streams become the tunnel's, and the connection gets its real target
+        back. mitmproxy forbids changing an open connection's address, for a reason that does not hold
+        here (the socket behind it is replaced as well), so the guard is stepped around on purpose."""
+        io = self._transport(data)
+        if io is None or io.writer is None:
+            return False
+        io.writer.close()  # the stand-in's, which nothing has read from or written to
+        io.reader, io.writer = opened.reader, opened.writer
+        object.__setattr__(data.server, "address", target)
+        data.server.peername = opened.writer.get_extra_info("peername")
+        key = self.live_keys[data.server.id] = (data.client.id, *target)
+        self.live[key] = self.live.get(key, 0) + 1
+        return True
+
+    def server_disconnected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        key = self.live_keys.pop(data.server.id, None)
+        if key is not None and self.live.get(key):
+            self.live[key] -= 1
+            if not self.live[key]:
+                del self.live[key]
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        for key in [k for k in self.preopened if k[0] == client.id]:
+            self.preopened.pop(key).close()
+        for key in [k for k in self.refusals if k[0] == client.id]:
+            del self.refusals[key]
+
+    @staticmethod
+    def _transport(data: server_hooks.ServerConnectionHookData) -> Any:
+        """The streams the proxy server holds for a server connection (no public API reaches them)."""
+        proxyserver = ctx.master.addons.get("proxyserver")
+        for handler in getattr(proxyserver, "_connections", {}).values():
+            io = handler.transports.get(data.server)
+            if io is not None:
+                return io
+        return None
+
     @staticmethod
     def _abort(data: server_hooks.ServerConnectionHookData) -> bool:
         # 8.1.1 reads server.error only before connecting, and no public API drops a live connection,
         # so abort the socket the proxy server holds for it. This hook runs before mitmproxy hands the
         # connection to a layer, so no byte of the request has been written yet; later writes are dropped.
-        proxyserver = ctx.master.addons.get("proxyserver")
-        for handler in getattr(proxyserver, "_connections", {}).values():
-            io = handler.transports.get(data.server)
-            if io is not None and io.writer is not None:
-                io.writer.transport.abort()
-                return True
-        return False
+        io = Gate._transport(data)
+        if io is None or io.writer is None:
+            return False
+        io.writer.transport.abort()
+        return True
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
         # Inside a CONNECT tunnel (server address known), mitmproxy 8.1.1 takes any client greeting

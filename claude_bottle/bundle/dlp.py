@@ -13,6 +13,8 @@ import binascii
 import json
 import os
 import re
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -153,23 +155,70 @@ def scan_text(url: str, headers: list[tuple[bytes, bytes]], body: bytes, placeho
 
 # ---------- keeping real values out of responses ----------
 
+Pairs = list[tuple[bytes, bytes]]  # (real value, what the agent sees instead), applied in order
 
-def scrub(data: bytes, pairs: list[tuple[bytes, bytes]]) -> bytes:
+
+def scrub(data: bytes, pairs: Pairs) -> bytes:
     for real, placeholder in pairs:
         data = data.replace(real, placeholder)
     return data
 
 
+def _base64_core(value: bytes, offset: int, encode: Callable[[bytes], bytes]) -> bytes:
+    """The base64 characters that only `value`'s bits decide when it starts `offset` bytes into a longer
+    encoded string: the same whatever surrounds it (padding, neighbours) at that alignment."""
+    encoded = encode(b"\0" * offset + value)
+    return encoded[-(-8 * offset // 6) : 8 * (offset + len(value)) // 6]
+
+
+def encoded_pairs(pairs: Pairs) -> Pairs:
+    """Each real value as it shows inside any base64 text (standard or URL-safe, all three alignments),
+    mapped to the placeholder's form at the same alignment. Cores under 12 characters (values of
+    8 bytes or so) are left out: too short to be told from chance."""
+    out: Pairs = []
+    for real, placeholder in pairs:
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            for offset in range(3):
+                core = _base64_core(real, offset, encode)
+                if len(core) >= 12:
+                    out.append((core, _base64_core(placeholder, offset, encode)))
+    return out
+
+
+def basic_pairs(header_values: Iterable[bytes], pairs: Pairs) -> Pairs:
+    """For each `Basic` credential in a request as it was sent (after injection): the exact base64
+    token, which a server quoting the header echoes, mapped to the token of the placeholder form."""
+    out: Pairs = []
+    for value in header_values:
+        m = _BASIC.match(value)
+        decoded = basic_decoded(value)
+        if m is None or decoded is None:
+            continue
+        shown = scrub(decoded, pairs)
+        if shown != decoded:
+            out.append((m.group(1), base64.b64encode(shown)))
+    return out
+
+
+def response_pairs(pairs: Pairs, request_header_values: Iterable[bytes] = ()) -> Pairs:
+    """Everything to scrub from one response: the injected Basic tokens whole first (they contain the
+    value's base64 core, which would otherwise be replaced piecemeal), then the raw values, then the
+    values' base64 forms."""
+    return basic_pairs(request_header_values, pairs) + list(pairs) + encoded_pairs(pairs)
+
+
 class Scrubber:
-    """A response stream callable that swaps real values back to placeholders, even across chunks.
+    """Swaps real values back to placeholders in a stream of chunks, even across chunk borders.
 
     Only the tail of a chunk that could start a real value is held back, so server-sent events (which
-    end in a blank line) still reach the agent one by one. As in mitmproxy's stream contract, b"" ends
-    the stream. This catches a careless server quoting a credential back; a server that means to hand
-    the agent its credential can always encode it first, which no proxy can see through.
+    end in a blank line) still reach the agent one by one. A chunk may come back as b"" (all held
+    back); calling with b"" means the end of the stream and flushes what is held. This catches a
+    careless server quoting a credential back; a server that means to hand the agent its credential
+    can always encode it first, which no proxy can see through. ResponseStream wraps this for
+    mitmproxy, for which an empty chunk is not "nothing yet".
     """
 
-    def __init__(self, pairs: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, pairs: Pairs) -> None:
         self.pairs = pairs
         self.carry = b""
 
@@ -186,3 +235,108 @@ class Scrubber:
                     break
         self.carry = data[len(data) - hold :] if hold else b""
         return data[: len(data) - hold]
+
+
+STREAM_CODINGS = ("gzip", "x-gzip", "deflate")  # what the stdlib can undo as it streams (br, zstd: not)
+
+
+def content_codings(header: str) -> list[str]:
+    """A Content-Encoding header's codings, in the order they were applied; identity left out."""
+    return [c for c in (part.strip().lower() for part in header.split(",")) if c and c != "identity"]
+
+
+class Inflater:
+    """gzip or deflate undone on the fly, chunk by chunk; raises zlib.error (or EOFError) on a bad stream.
+
+    Nothing is kept between chunks but zlib's own window. Output comes in pieces of at most PIECE
+    bytes; what one chunk inflates to is bounded by deflate's own limit (about 1000:1).
+    """
+
+    PIECE = 64 << 10
+
+    def __init__(self, coding: str) -> None:
+        self.gzip = coding in ("gzip", "x-gzip")
+        self.obj = zlib.decompressobj(16 + zlib.MAX_WBITS) if self.gzip else None
+        self.head = b""  # deflate: zlib-wrapped or raw is told by the first two bytes, as browsers do
+        self.fed = False
+        self.done = False  # the compressed data has ended; bytes after it are dropped
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        self.fed = self.fed or bool(data)
+        if self.obj is None:
+            self.head += data
+            if len(self.head) < 2:
+                return
+            data, self.head = self.head, b""
+            wrapped = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            self.obj = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+        while data and not self.done:
+            if self.obj.eof:
+                if not (self.gzip and b"\x1f\x8b".startswith(data[:2])):
+                    self.done = True  # trailing bytes after the end: ignored, as browsers do
+                    return
+                self.obj = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip allows members back to back
+            out = self.obj.decompress(data, self.PIECE)
+            if out:
+                yield out
+            data = self.obj.unused_data if self.obj.eof else self.obj.unconsumed_tail
+
+    def finish(self) -> Iterator[bytes]:
+        if self.fed and not self.done and (self.obj is None or not self.obj.eof):
+            raise EOFError("the compressed body ended early")
+        yield from ()
+
+
+class ResponseStream:
+    """The stream callable for a response from a secret's host, under mitmproxy 8.1.1: undoes gzip or
+    deflate (`coding`), scrubs, and hands back an iterable of non-empty chunks.
+
+    Never b"": mitmproxy passes it on as a chunk, and for an HTTP/1 chunked reply an empty chunk is the
+    end marker, so a held-back chunk would end an event stream early. A chunk that cannot be decoded
+    calls `on_error` once (with a reason that never quotes the data) and nothing more is passed on.
+    Exceptions never reach mitmproxy: this runs inside its protocol layer, not in a hook.
+    """
+
+    def __init__(self, pairs: Pairs, coding: str | None = None,
+                 on_error: Callable[[str], None] | None = None) -> None:  # fmt: skip
+        self.scrubber = Scrubber(pairs)
+        self.inflater = Inflater(coding) if coding else None
+        self.on_error = on_error
+        self.failed = False
+
+    def __call__(self, chunk: bytes) -> list[bytes]:
+        if self.failed:
+            return []
+        out: list[bytes] = []
+        try:
+            if self.inflater is None:
+                pieces: Iterable[bytes] = [chunk] if chunk else []
+            else:
+                pieces = self.inflater.feed(chunk) if chunk else self.inflater.finish()
+            for piece in pieces:
+                if piece:  # b"" would flush the scrubber's held-back tail: only at the very end
+                    out.append(self.scrubber(piece))
+            if not chunk:
+                out.append(self.scrubber(b""))
+        except Exception as e:  # noqa: BLE001 - whatever went wrong, nothing undecoded passes
+            self.failed = True
+            reason = {EOFError: "it ended early", zlib.error: "corrupt compressed data"}.get(type(e), type(e).__name__)
+            if self.on_error is not None:
+                try:
+                    self.on_error(f"cannot decode the streamed response body ({reason})")
+                except Exception:  # noqa: BLE001 - still nothing more is passed on
+                    pass
+            return []
+        return [c for c in out if c]
+
+
+class Replacement:
+    """A stream callable that drops all the server sends and passes `body` on once instead (a refusal
+    decided after mitmproxy started reading the server's reply)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def __call__(self, chunk: bytes) -> list[bytes]:
+        out, self.body = [self.body] if self.body else [], b""
+        return out

@@ -52,7 +52,7 @@ _BLOCKED_NETS: tuple[IPNetwork, ...] = tuple(
 # IPv6 forms that carry an IPv4 address a dual-stack socket or a NAT64 gateway would really reach.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
-EVENTS = frozenset({"allowed", "blocked", "tunnel_open", "ready", "fatal", "injected", "warning"})
+EVENTS = frozenset({"allowed", "blocked", "tunnel_open", "ready", "fatal", "injected", "warning", "failed"})
 # Only these fields may reach a log line: never headers, bodies, paths or query strings (secrets live there).
 # `secret` is a secret's NAME and `rules` are gitleaks rule ids: never a value, never a match.
 _LOG_FIELDS = frozenset({"host", "port", "reason", "method", "scheme", "peer", "kind", "secret", "rules", "mode"})

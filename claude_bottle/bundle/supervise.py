@@ -54,11 +54,11 @@ def pipelock_argv(binary: str = str(PIPELOCK_BIN), config: str = str(PIPELOCK_CO
     return [binary, "run", "--config", config, "--listen", listen]
 
 
-def mitmdump_argv(upstream: str | None, *, confdir: str = str(MITM_CONFDIR),
-                  addon: str = str(ADDON), port: int = MITM_PORT, listen_host: str = "0.0.0.0",
-                  upstream_ca: str | None = None) -> list[str]:
-    # The mode is always explicit: the addon refuses any mode but regular and upstream.
-    argv = ["mitmdump", "--mode", f"upstream:{upstream}" if upstream else "regular"]
+def mitmdump_argv(*, confdir: str = str(MITM_CONFDIR), addon: str = str(ADDON), port: int = MITM_PORT,
+                  listen_host: str = "0.0.0.0", upstream_ca: str | None = None) -> list[str]:
+    # Regular mode with eager connects, said explicitly (the addon refuses any other mode): a CONNECT is
+    # answered only once its server side is open, which the addon routes through pipelock.
+    argv = ["mitmdump", "--mode", "regular", "--set", "connection_strategy=eager"]
     argv += ["--listen-host", listen_host, "-p", str(port), "--set", f"confdir={confdir}",
              # only the bottle's networks reach :8080; TSI clients need not look "local"
              "--set", "block_global=false",
@@ -263,13 +263,14 @@ def serve() -> int:
         log(f"cannot start: {e}")
         return 1
     if PIPELOCK_BIN.exists():
-        children = [Child("pipelock", pipelock_argv()),
-                    Child("mitmdump", mitmdump_argv(PIPELOCK_URL, upstream_ca=upstream_ca),
-                          ready=lambda: http_ok(HEALTH_URL))]
+        # Both start at once: mitmdump takes about a second to import and asks pipelock (up in ~70 ms)
+        # nothing before the first request; readiness still waits for pipelock's /health.
+        os.environ["CLAUDE_BOTTLE_PIPELOCK_URL"] = PIPELOCK_URL  # read by the addon
+        children = [Child("pipelock", pipelock_argv()), Child("mitmdump", mitmdump_argv(upstream_ca=upstream_ca))]
     else:
         log("!!! WARNING: pipelock is ABSENT from this image: mitmdump connects out directly "
             "and only the mitmdump addon guards egress (a dev/CI build, not for real use) !!!")
-        children = [Child("mitmdump", mitmdump_argv(None, upstream_ca=upstream_ca))]
+        children = [Child("mitmdump", mitmdump_argv(upstream_ca=upstream_ca))]
     return Supervisor(children).run()
 
 

@@ -213,13 +213,15 @@ class RecorderHandler(socketserver.BaseRequestHandler):
 
 
 class UpstreamProxy(socketserver.ThreadingTCPServer):
-    """CONNECT-only forward proxy standing in for pipelock; records the targets it was asked for."""
+    """CONNECT-only forward proxy standing in for pipelock; records the targets it was asked for, refuses
+    those in `refuse` as pipelock does (403, its reason in the body) and dials before it answers 200."""
 
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self) -> None:
         self.targets: list[str] = []
+        self.refuse: set[str] = set()
         super().__init__(("127.0.0.1", 0), UpstreamHandler)
 
 
@@ -241,8 +243,19 @@ class UpstreamHandler(socketserver.BaseRequestHandler):
             client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
             return
         self.server.targets.append(target)
+        if target in self.server.refuse:
+            body = b"CONNECT blocked: domain blocklisted (stand-in)\n"
+            client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+            return
         host, _, port = target.rpartition(":")
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=TIMEOUT) as origin:
+        try:
+            origin = socket.create_connection((host.strip("[]"), int(port)), timeout=TIMEOUT)
+        except OSError:
+            body = b"tunnel dial failed\n"
+            client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            return
+        with origin:
             client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             if early:
                 origin.sendall(early)
@@ -634,6 +647,15 @@ class RegularModeTest(AddonTestBase):
         self.assertEqual(status, 403)
         self.assertEqual(body, f"claude-bottle: blocked: port {port} not allowed for 127.0.0.1\n".encode())
 
+    def test_folded_header_line_is_refused(self) -> None:
+        port = self.port(self.http)
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"GET http://127.0.0.1:%d/hello HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-A: a\r\n"
+                         b" Host: elsewhere.example\r\nConnection: close\r\n\r\n" % (port, port))  # fmt: skip
+            reply = recv_all(sock)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 403"), reply[:200])
+        self.assertIn(b"obs-fold", reply)
+
     def test_raw_tcp_server_greets_first(self) -> None:
         status, _, sock = proxy_connect(self.proxy.port, "127.0.0.1", self.port(self.banner))
         with sock:
@@ -727,7 +749,8 @@ class RegularModeTest(AddonTestBase):
 
 
 class UpstreamModeTest(AddonTestBase):
-    """Chained to an upstream proxy (pipelock's place): everything must leave through it."""
+    """Chained to a stand-in for pipelock: every connection must be a CONNECT through it, asked before
+    the agent's CONNECT is answered."""
 
     upstream: UpstreamProxy
     proxy: Mitmdump
@@ -735,14 +758,64 @@ class UpstreamModeTest(AddonTestBase):
     @classmethod
     def setUpProxies(cls) -> None:
         cls.upstream = cls.start_server(UpstreamProxy())
-        ports = [cls.port(s) for s in (cls.https, cls.echo)]
+        cls.closed = free_port()  # nothing listens here: the upstream's dial fails
+        ports = [cls.port(s) for s in (cls.https, cls.http, cls.echo, cls.banner)] + [cls.closed]
         url = f"http://127.0.0.1:{cls.port(cls.upstream)}"
         # No ssrf_allow: the peer is the upstream on loopback, and SSRF is the upstream's job.
         cls.proxy = cls.start_proxy(
             {"version": 1, "rules": [{"host": "127.0.0.1", "wildcard": False, "ports": ports,
-                                      "raw_ports": [cls.port(cls.echo)]}], "upstream": url},
-            mode=f"upstream:{url}",
+                                      "raw_ports": [cls.port(cls.echo), cls.port(cls.banner)]}], "upstream": url},
+            env={"CLAUDE_BOTTLE_PIPELOCK_URL": url},
         )
+
+    def test_plain_http_goes_through_the_upstream_as_connect(self) -> None:
+        status, body = proxied_get(self.proxy.port, f"http://127.0.0.1:{self.port(self.http)}/hello")
+        self.assertEqual(status, 200, body)
+        self.assertIn(f"127.0.0.1:{self.port(self.http)}", self.upstream.targets)
+
+    def test_server_speaks_first_through_the_upstream(self) -> None:
+        status, _, sock = proxy_connect(self.proxy.port, "127.0.0.1", self.port(self.banner))
+        with sock:
+            self.assertEqual(status, 200)
+            self.assertEqual(recv_until(sock, b"\r\n"), b"SSH-2.0-BannerFirstServer\r\n")
+            sock.sendall(b"after the banner\r\n")
+            self.assertEqual(recv_exactly(sock, 18), b"after the banner\r\n")
+
+    def test_upstream_refusal_is_a_403_with_its_reason(self) -> None:
+        target = f"127.0.0.1:{self.port(self.echo)}"
+        self.upstream.refuse.add(target)
+        try:
+            status, body, sock = proxy_connect(self.proxy.port, "127.0.0.1", self.port(self.echo))
+            sock.close()
+            pstatus, pbody = proxied_get(self.proxy.port, f"http://127.0.0.1:{self.port(self.echo)}/x")
+        finally:
+            self.upstream.refuse.discard(target)
+        self.assertEqual(status, 403)
+        self.assertEqual(body, b"claude-bottle: blocked: pipelock: domain blocklisted (stand-in)\n")
+        self.assertEqual((pstatus, pbody), (403, body))
+        def found() -> list[dict[str, Any]]:
+            return [e for e in self.proxy.events("blocked") if e.get("kind") == "pipelock"
+                    and e["port"] == self.port(self.echo)]  # fmt: skip
+
+        self.proxy.wait_for(lambda: len(found()) >= 2, timeout=5)
+        time.sleep(0.3)  # a duplicate line would come right behind
+        self.assertEqual(len(found()), 2, "each refusal is logged exactly once")
+
+    def test_unreachable_target_is_a_502_saying_so_and_logged(self) -> None:
+        status, body, sock = proxy_connect(self.proxy.port, "127.0.0.1", self.closed)
+        sock.close()
+        self.assertEqual(status, 502)
+        self.assertIn(b"claude-bottle: upstream failed: pipelock could not reach", body)
+        self.assertTrue(self.proxy.wait_for(lambda: any(e["port"] == self.closed for e in self.proxy.events("failed"))))
+
+    def test_origin_form_request_never_reaches_the_upstream_itself(self) -> None:
+        # mitmproxy used to pass such a request to pipelock as it is, and pipelock's own endpoints answered.
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n"
+                         % self.port(self.upstream))  # fmt: skip
+            reply = recv_all(sock)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 403"), reply[:200])
+        self.assertNotIn(b"127.0.0.1:%d" % self.port(self.upstream), "\n".join(self.upstream.targets).encode())
 
     def test_https_goes_through_the_upstream(self) -> None:
         status, body = self.https_get(self.proxy, "/hello")
@@ -792,10 +865,15 @@ class FailClosedTest(unittest.TestCase):
         self.assertFalse(proxy.events("ready"))
         self.assertIn("version", proxy.events("fatal")[0]["reason"])
 
+    def test_upstream_mode_is_refused(self) -> None:
+        proxy = run_until_exit(self, {"version": 1, "rules": []}, "upstream:http://127.0.0.1:8888")
+        self.assertNotEqual(proxy.proc.returncode, 0)
+        self.assertIn("regular mode", proxy.events("fatal")[0]["reason"])
+
     def test_policy_upstream_disagreeing_with_mode_exits(self) -> None:
         proxy = self.run_mitmdump({"version": 1, "rules": [], "upstream": "http://127.0.0.1:8888"})
         self.assertNotEqual(proxy.proc.returncode, 0)
-        self.assertIn("upstream", proxy.events("fatal")[0]["reason"])
+        self.assertIn("pipelock", proxy.events("fatal")[0]["reason"])
 
 
 if __name__ == "__main__":

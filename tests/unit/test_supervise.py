@@ -72,10 +72,11 @@ class ArgvTest(unittest.TestCase):
         self.assertEqual(sup.pipelock_argv("pl", "c.yaml", "127.0.0.1:1"),
                          ["pl", "run", "--config", "c.yaml", "--listen", "127.0.0.1:1"])
 
-    def test_mitmdump_upstream_mode_chains_to_pipelock(self):
-        argv = sup.mitmdump_argv("http://127.0.0.1:8888")
-        self.assertEqual(argv[:3], ["mitmdump", "--mode", "upstream:http://127.0.0.1:8888"])
-        self.assertIn("--listen-host", argv)
+    def test_mitmdump_runs_in_regular_mode_with_eager_connects(self):
+        # The addon routes each server connection through pipelock itself; regular mode is what dials at
+        # CONNECT time (server-speaks-first protocols, an honest answer to the CONNECT).
+        argv = sup.mitmdump_argv()
+        self.assertEqual(argv[:5], ["mitmdump", "--mode", "regular", "--set", "connection_strategy=eager"])
         self.assertEqual(argv[argv.index("--listen-host") + 1], "0.0.0.0")
         self.assertEqual(argv[argv.index("-p") + 1], "8080")
         sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
@@ -84,17 +85,12 @@ class ArgvTest(unittest.TestCase):
         self.assertFalse(any(s.startswith("ssl_verify_upstream_trusted_ca") for s in sets))
         self.assertEqual(argv[-2:], ["-s", "/opt/claude-bottle/addon.py"])
 
-    def test_mitmdump_regular_mode_without_pipelock(self):
-        argv = sup.mitmdump_argv(None)
-        self.assertEqual(argv[1:3], ["--mode", "regular"])  # explicit: the addon refuses other modes
-        self.assertEqual(argv[0], "mitmdump")
-        self.assertEqual(argv[-2:], ["-s", "/opt/claude-bottle/addon.py"])
-
     def test_mitmdump_trusts_the_upstream_ca_bundle(self):
-        argv = sup.mitmdump_argv(None, upstream_ca="/var/lib/claude-bottle/upstream-ca.pem",
+        argv = sup.mitmdump_argv(upstream_ca="/var/lib/claude-bottle/upstream-ca.pem",
                                  confdir="/c", addon="/a.py", port=9, listen_host="127.0.0.1")
         self.assertEqual(argv, [
-            "mitmdump", "--mode", "regular", "--listen-host", "127.0.0.1", "-p", "9", "--set", "confdir=/c",
+            "mitmdump", "--mode", "regular", "--set", "connection_strategy=eager",
+            "--listen-host", "127.0.0.1", "-p", "9", "--set", "confdir=/c",
             "--set", "block_global=false", "--set", "flow_detail=0", "--set", "termlog_verbosity=warn",
             "--set", "ssl_verify_upstream_trusted_ca=/var/lib/claude-bottle/upstream-ca.pem",
             "-s", "/a.py"])
