@@ -13,24 +13,16 @@ import tarfile
 import time
 import unittest
 
+from claude_bottle import egress, pipelock
 from tests.integration import support
 
 IMAGE = os.environ.get("CLAUDE_BOTTLE_SIDECARS_IMAGE") or support.sidecars_image()
 LABEL = "org.claude-bottle.test=1"
 SUPERVISE = ["python3", "/opt/claude-bottle/supervise.py"]
 MINIMAL_POLICY = {"version": 1, "rules": []}
-# Only used when the image has pipelock: the smallest strict config that starts its proxy.
-MINIMAL_PIPELOCK_YAML = """\
-version: 1
-mode: strict
-api_allowlist: []
-fetch_proxy:
-  listen: "127.0.0.1:8888"
-forward_proxy:
-  enabled: true
-sentry:
-  enabled: false
-"""
+# Only used when the image has pipelock: what the launcher renders for a manifest that allows nothing
+# (strict mode refuses an empty allowlist; the rendering must still start).
+MINIMAL_PIPELOCK_YAML = pipelock.render(egress.classify(()))
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True,
