@@ -94,7 +94,8 @@ class ResponsesPassTest(unittest.TestCase):
     def test_same_for_every_rule_class(self) -> None:
         base = _config("example.com")
         fixed = ("fetch_proxy", "forward_proxy", "response_scanning", "media_policy", "request_body_scanning",
-                 "tls_interception", "websocket_proxy", "session_profiling", "adaptive_enforcement", "logging")  # fmt: skip
+                 "tls_interception", "websocket_proxy", "session_profiling", "adaptive_enforcement",
+                 "logging")  # fmt: skip
         for entries in ((), ("*.example.com",), ("10.0.0.1:5432",), ("ssh://github.com",), ("@anthropic",)):
             cfg = _config(*entries)
             for key in fixed:
