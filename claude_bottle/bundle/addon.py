@@ -502,8 +502,8 @@ class Gate:
         header = resp.headers.get("content-encoding", "")
         codings = dlp.content_codings(header)
         coding = None
-        if codings and flow.request.method != "HEAD" and resp.status_code not in (204, 304):
-            if len(codings) != 1 or codings[0] not in dlp.STREAM_CODINGS:
+        if flow.request.method != "HEAD" and resp.status_code not in (204, 304):  # these have no body
+            if codings and (len(codings) != 1 or codings[0] not in dlp.STREAM_CODINGS):
                 # br and zstd need libraries outside the stdlib, and an unknown coding can't be read at all.
                 # Passing the bytes on would let the agent inflate what the scrubber never saw, and a stream
                 # (SSE) can't be buffered to decode later. No byte of the body has left yet, so the agent gets
@@ -511,11 +511,16 @@ class Gate:
                 return self._refuse_reply(flow, f"the streamed response is compressed as {header!r}, which the "
                                                 "proxy cannot decode to keep secret values out of it (failing "
                                                 "closed)", True)  # fmt: skip
-            coding = codings[0]
-            del resp.headers["content-encoding"]  # passed on decoded...
-            resp.headers.pop("content-length", None)  # ...and of a size not known up front
-            if flow.request.http_version == "HTTP/1.1" and "chunked" not in resp.headers.get("transfer-encoding", "").lower():
-                # Not delimited by closing the connection, or a reply cut by _stream_failed would look whole.
+            if codings:
+                coding = codings[0]
+                del resp.headers["content-encoding"]  # passed on decoded
+            # A scrubbed value is not as long as the real one, and a decoded body not as long as it was sent:
+            # the server's length would be wrong (and too short a one spills into the next reply).
+            resp.headers.pop("content-length", None)
+            chunked = "chunked" in resp.headers.get("transfer-encoding", "").lower()
+            if flow.request.http_version == "HTTP/1.1" and resp.http_version != "HTTP/1.0" and not chunked:
+                # Rather than delimited by closing the connection, where a reply cut by _stream_failed would
+                # look whole (an HTTP/1.0 reply can't be chunked, so it stays that way).
                 resp.headers["transfer-encoding"] = "chunked"
         resp.stream = dlp.ResponseStream(self._pairs(flow), coding, lambda reason: self._stream_failed(flow, reason))
 

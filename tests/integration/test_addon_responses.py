@@ -181,6 +181,15 @@ class Hostile(BaseHTTPRequestHandler):
 
     # ----- streams the scrubber holds back -----
 
+    def r_big_tail(self) -> None:
+        """Over 1 MiB, uncompressed, ending in what could be the start of the credential."""
+        body = b"x" * (1 << 20) + b" you sent " + self.auth + b" " + self.token[:5]
+        self.head("200 OK", "Content-Type: application/octet-stream", f"Content-Length: {len(body)}")
+        self.wfile.write(body[: 1 << 19])
+        self.wfile.flush()
+        time.sleep(0.2)
+        self.wfile.write(body[1 << 19 :])
+
     def r_held_sse(self) -> None:
         """A chunk that is nothing but the start of the credential: all of it must wait, and then go."""
         self.head("200 OK", "Content-Type: text/event-stream", "Transfer-Encoding: chunked")
@@ -405,6 +414,11 @@ class ResponseTest(AddonTestBase):
         resp, body = self.fetch("/held-sse")
         self.assertEqual(resp.status, 200)
         self.assertEqual(body, f"data: 1\n\n{PLACEHOLDER}\n\ndata: end\n\n".encode())
+
+    def test_a_held_back_tail_still_arrives_at_the_end_of_a_stream(self) -> None:
+        resp, body = self.fetch("/big-tail")
+        self.assertEqual(resp.status, 200)
+        self.assertEqual(body, b"x" * (1 << 20) + f" you sent Bearer {PLACEHOLDER} {REAL[:5]}".encode())
 
     # ---------- hole 5: trailers and informational responses ----------
 
