@@ -177,10 +177,23 @@ class _SshBottle(unittest.TestCase):
             "ssh": {"agent": "forward", "known_hosts": "known_hosts"},
         })  # fmt: skip
         env = support.launcher_env(SSH_AUTH_SOCK=sock, HOME=home)
+        cwd = support.REPO
+        if prefix_argv:
+            # The checkout may sit in a directory only we can read (a `mktemp -d` clone): the other user
+            # runs a copy of the package from the scratch directory, which it can read.
+            shutil.copytree(os.path.join(support.REPO, "claude_bottle"), os.path.join(s.dir, "pkg", "claude_bottle"),
+                            ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+            for root, dirs, files in os.walk(os.path.join(s.dir, "pkg")):
+                for name in dirs:
+                    os.chmod(os.path.join(root, name), 0o755)
+                for name in files:
+                    os.chmod(os.path.join(root, name), 0o644)
+            os.chmod(os.path.join(s.dir, "pkg"), 0o755)
+            env["PYTHONPATH"] = cwd = os.path.join(s.dir, "pkg")
         cls.launched = subprocess.run(
             [*prefix_argv, sys.executable, "-m", "claude_bottle", "start", manifest, "--",
              "python3", "/workspace/ssh_probe.py", cls.allowed_ip, cls.other_ip],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=400, env=env, cwd=support.REPO,
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=400, env=env, cwd=cwd,
         )  # fmt: skip
         cls.results = support.probe_result(cls.launched)
 
