@@ -18,7 +18,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from claude_bottle import docker, manifest as manifest_mod, plan as plan_mod, session  # noqa: E402
+from claude_bottle import docker, manifest as manifest_mod, paths, plan as plan_mod, session  # noqa: E402
 from claude_bottle.runner import Result, SubprocessRunner  # noqa: E402
 
 AGENT = os.environ.get("CLAUDE_BOTTLE_TEST_AGENT_IMAGE", "claude-bottle/agent-test:dev")
@@ -75,7 +75,7 @@ def main() -> None:
             start = time.perf_counter()
             plan = plan_mod.build(manifest, session.new_id(), command=("true",), uid=os.getuid(), gid=os.getgid(),
                                   launcher=session.launcher_id())  # fmt: skip
-            code = docker.execute(plan, runner)
+            code = docker.execute(plan, runner, {}, paths.state_dir())
             bottle.append(time.perf_counter() - start)
             if code != 0:
                 raise SystemExit(f"bottle exited {code}")

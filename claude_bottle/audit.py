@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 FIELDS = ("ts", "source", "event", "host", "port", "method", "scheme", "mode", "kind", "secret", "rules", "peer",
           "reason")  # fmt: skip
 SUMMARY_ROWS = 8  # per kind of line; the rest is counted, and the file has everything
-SESSIONS_DIR = "sessions"
 # Where pipelock's lines name what they were about, the first one present winning: a URL or a host:port
 # target (most kinds), else a bare host (sni_mismatch: connect_host; response_scan_exempt: hostname).
 _PIPELOCK_WHERE = ("url", "target")
@@ -173,10 +172,6 @@ def records(lines: Iterable[str], values: dict[str, str] | None = None) -> list[
     return [mask(rec, values or {}) for rec in found if rec is not None]
 
 
-def session_path(state_dir: str, name: str, session: str) -> str:
-    return os.path.join(state_dir, SESSIONS_DIR, f"{name}-{session}.jsonl")
-
-
 def save(path: str, recs: list[dict[str, Any]]) -> None:
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
@@ -230,11 +225,15 @@ def summary(recs: list[dict[str, Any]]) -> list[str]:
 def finish(runner: Runner, plan: Plan, values: dict[str, str] | None, state_dir: str) -> None:
     """Save the session's decisions and print the summary (stderr). Never raises: teardown comes next."""
     try:
-        result = runner.run(["docker", "logs", plan.container("bundle").name], timeout=120)
+        from claude_bottle import docker_argv
+
+        result = runner.run(docker_argv.logs(plan.container("bundle").name), timeout=120)
         if result.returncode != 0:
             return  # the bundle was never created: nothing was decided
         recs = records((result.stdout + "\n" + result.stderr).splitlines(), values)
-        path = session_path(state_dir, plan.name, plan.session)
+        from claude_bottle import paths
+
+        path = paths.session_log(state_dir, plan.name, plan.session)
         save(path, recs)
         lines = summary(recs)
         print(f"claude-bottle: session {plan.session}: {lines[0]}", file=sys.stderr)

@@ -162,3 +162,55 @@ def remove(kind: str, ids: list[str]) -> list[str]:
     if kind == "container":
         return ["docker", "rm", "--force", "--volumes", *ids]
     return ["docker", "network", "rm", *ids]
+
+
+def server_version() -> list[str]:
+    return ["docker", "version", "--format", "{{.Server.Version}}"]
+
+
+def image_id(image: str) -> list[str]:
+    return ["docker", "image", "inspect", "--format", "{{.Id}}", image]
+
+
+def start(name: str) -> list[str]:
+    return ["docker", "start", name]
+
+
+def network_inspect(name: str) -> list[str]:
+    return ["docker", "network", "inspect", name]
+
+
+def network_ids() -> list[str]:
+    return ["docker", "network", "ls", "--quiet", "--no-trunc"]
+
+
+def network_subnets(ids: list[str]) -> list[str]:
+    return ["docker", "network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", *ids]
+
+
+def copy_out(container: str, path: str) -> list[str]:
+    """A tar stream of one path in a container, on stdout."""
+    return ["docker", "cp", f"{container}:{path}", "-"]
+
+
+def logs(container: str, follow: bool = False) -> list[str]:
+    return ["docker", "logs", *(["--follow"] if follow else []), container]
+
+
+def label_columns(label_prefix: str, fields: Iterable[str]) -> list[str]:
+    return [f'{{{{.Label "{label_prefix}.{f}"}}}}' for f in fields]
+
+
+def list_sessions(kind: str, label_prefix: str, columns: list[str]) -> list[str]:
+    """Every container (all states) or network carrying a session label, as tab-separated columns."""
+    fmt = "\t".join(columns)
+    if kind == "container":
+        return ["docker", "ps", "--all", "--filter", f"label={label_prefix}.session", "--format", fmt]
+    return ["docker", "network", "ls", "--filter", f"label={label_prefix}.session", "--format", fmt]
+
+
+def running_bundles(label_prefix: str, name: str) -> list[str]:
+    """Running bundles of one bottle: created, session, id."""
+    return ["docker", "ps", "--filter", f"label={label_prefix}.bottle={name}", "--filter",
+            f"label={label_prefix}.role=bundle", "--format",
+            f'{{{{.CreatedAt}}}}\t{{{{.Label "{label_prefix}.session"}}}}\t{{{{.ID}}}}']  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Protocol, Sequence
 
 
@@ -14,6 +15,7 @@ class Result:
     returncode: int
     stdout: str
     stderr: str
+    stdout_bytes: bytes = b""  # stdout as it came: a tar stream must not go through a text decoder
 
 
 class Runner(Protocol):
@@ -24,6 +26,11 @@ class Runner(Protocol):
     def attach(self, argv: Sequence[str], *, stdout_to_stderr: bool = False) -> int:
         """Run with our stdin/stdout/stderr (the agent, image builds) and return its exit status;
         `stdout_to_stderr` sends the child's stdout to our stderr (progress that isn't the agent's)."""
+        ...
+
+    def stream(self, argv: Sequence[str]) -> Iterator[str]:
+        """Lines of a long-running command's stdout and stderr as they come (`docker logs --follow`);
+        the command is stopped when the iteration ends early."""
         ...
 
 
@@ -40,7 +47,22 @@ class SubprocessRunner:
             proc.returncode,
             proc.stdout.decode("utf-8", "replace"),
             proc.stderr.decode("utf-8", "replace"),
+            proc.stdout,
         )
+
+    def stream(self, argv: Sequence[str]) -> Iterator[str]:
+        try:
+            proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    errors="replace")  # fmt: skip
+        except FileNotFoundError:
+            return
+        assert proc.stdout is not None
+        try:
+            yield from proc.stdout
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait()
 
     def attach(self, argv: Sequence[str], *, stdout_to_stderr: bool = False) -> int:
         try:

@@ -1,6 +1,6 @@
 """The smolmachines executor: the agent in a smolvm microVM whose only allowed CIDR is the bundle.
 
-The bundle runs in Docker on a pinned 192.168.N.0/24 (docker.start_bundle); the VM is created from a
+The bundle runs in Docker on a pinned 192.168.N.0/24 (sidecars.start_bundle); the VM is created from a
 `.smolmachine` artifact packed from the agent image (cached by image id) with the plan's Smolfile, and
 sees the bundle's public CA through a read-only volume of a per-session directory in the state dir.
 Teardown removes the VM first, then everything with the session's Docker label, then the state files,
@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 
-from claude_bottle import audit, docker, plan as plan_mod, secrets, session, smolvm_argv as argv
+from claude_bottle import audit, docker_argv, paths, plan as plan_mod, session, sidecars, smolvm_argv as argv
 from claude_bottle.errors import BottleError, RuntimeFailure
 from claude_bottle.manifest import Manifest
 from claude_bottle.plan import Plan
@@ -24,7 +24,6 @@ from claude_bottle.runner import Runner
 
 KVM_PATH = "/dev/kvm"
 GUEST_WORKSPACE = "/workspace"
-CACHE_SUBDIR = "smolmachines"  # under the state dir: packed artifacts, kept across sessions
 CREATE_TIMEOUT = 600
 PACK_TIMEOUT = 1800
 
@@ -67,7 +66,7 @@ def preflight(runner: Runner, allow_unsafe: bool = False) -> tuple[int, int, int
     for what in found:
         session.warn(f"WARNING ({argv.UNSAFE_FLAG}): smolvm {shown}: {what}")
     check_hypervisor(runner)
-    docker.preflight(runner)
+    sidecars.preflight(runner)
     return version
 
 
@@ -90,12 +89,12 @@ def host_routes(runner: Runner) -> list[str]:
 
 def taken_subnets(runner: Runner) -> tuple[str, ...]:
     """CIDRs used by Docker networks and host routes: the bundle's /24 must overlap none of them."""
-    listed = runner.run(argv.docker_network_ids(), timeout=60)
+    listed = runner.run(docker_argv.network_ids(), timeout=60)
     if listed.returncode != 0:
         raise RuntimeFailure(f"listing Docker networks failed: {listed.stderr.strip()}")
     subnets: list[str] = []
     for net_id in listed.stdout.split():  # one by one: a network removed meanwhile is not an error
-        inspected = runner.run(argv.docker_network_subnets([net_id]), timeout=60)
+        inspected = runner.run(docker_argv.network_subnets([net_id]), timeout=60)
         if inspected.returncode == 0:
             subnets += argv.parse_subnet_words(inspected.stdout)
     return tuple(dict.fromkeys(subnets + host_routes(runner)))
@@ -103,9 +102,8 @@ def taken_subnets(runner: Runner) -> tuple[str, ...]:
 
 def ensure_artifact(runner: Runner, image: str, version: tuple[int, int, int], cache_dir: str) -> str:
     """The `.smolmachine` for `image`, packed once per image id (and smolvm version)."""
-    inspected = runner.run(["docker", "image", "inspect", "--format", "{{.Id}}", image], timeout=60)
-    image_id = inspected.stdout.strip().rpartition(":")[2]
-    if inspected.returncode != 0 or not image_id:
+    image_id = sidecars.image_id(runner, image).rpartition(":")[2]
+    if not image_id:
         raise RuntimeFailure(f"agent image {image} is not present; build or pull it first")
     key = f"agent-{image_id[:32]}-smolvm{argv.version_str(version)}"
     artifact = os.path.join(cache_dir, key + argv.ARTIFACT_SUFFIX)
@@ -122,12 +120,6 @@ def ensure_artifact(runner: Runner, image: str, version: tuple[int, int, int], c
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return artifact
-
-
-def session_paths(state_dir: str, name: str, session_id: str) -> tuple[str, str]:
-    """(Smolfile, CA directory) of one session: the same names plan.build gives the Smolfile."""
-    base = os.path.join(state_dir, f"claude-bottle-{name}-{session_id}")
-    return base + ".smolfile", base + "-ca"
 
 
 def write_smolfile(plan: Plan) -> None:
@@ -151,7 +143,7 @@ def write_ca(ca_dir: str, ca_pem: str) -> None:
 def forget_session(state_dir: str, name: str, session_id: str) -> list[str]:
     """Remove a session's files from the state dir (also for `cleanup`). Returns problems."""
     problems = []
-    smolfile_path, ca_dir = session_paths(state_dir, name, session_id)
+    smolfile_path, ca_dir = paths.smolvm_session_files(state_dir, name, session_id)
     try:
         os.remove(smolfile_path)
     except FileNotFoundError:
@@ -210,19 +202,17 @@ def run_vm(runner: Runner, plan: Plan, artifact: str, ca_dir: str) -> int:
     return runner.attach(argv.machine_exec(plan.vm_name, plan.agent_command, tty=tty, workdir=workdir))
 
 
-def execute(plan: Plan, runner: Runner, artifact: str, state_dir: str,
-            secret_values: dict[str, str] | None = None) -> int:  # fmt: skip
+def execute(plan: Plan, runner: Runner, artifact: str, state_dir: str, values: dict[str, str]) -> int:
     """Run a plan to the end; whatever happens, save the bundle's decisions, then remove the VM, the
     session's Docker objects and files."""
     assert plan.vm_name is not None
-    values = secrets.resolve(plan.secrets, plan.manifest_path) if secret_values is None else secret_values
-    _, ca_dir = session_paths(state_dir, plan.name, plan.session)
+    _, ca_dir = paths.smolvm_session_files(state_dir, plan.name, plan.session)
     vm_name = plan.vm_name
 
     def body() -> int:
         write_smolfile(plan)
-        docker.start_bundle(runner, plan, values)
-        write_ca(ca_dir, docker.wait_bundle(runner, plan.container("bundle")))
+        sidecars.start_bundle(runner, plan, values)
+        write_ca(ca_dir, sidecars.wait_bundle(runner, plan.container("bundle")))
         return run_vm(runner, plan, artifact, ca_dir)
 
     def cleanup() -> list[str]:
@@ -237,19 +227,14 @@ def execute(plan: Plan, runner: Runner, artifact: str, state_dir: str,
     return session.guarded(body, cleanup)
 
 
-def start(
-    manifest: Manifest, command: tuple[str, ...], runner: Runner, state_dir: str, allow_unsafe: bool = False
-) -> int:
+def start(plan: Plan, secret_values: dict[str, str], runner: Runner, allow_unsafe: bool = False,
+          state_dir: str | None = None) -> int:  # fmt: skip
+    """Check what a run needs (nothing is created before all of it holds), then run the plan."""
+    state = state_dir or paths.state_dir()
     version = preflight(runner, allow_unsafe)
-    plan = plan_mod.build(
-        manifest, session.new_id(), command=command, uid=os.getuid(), gid=os.getgid(),
-        taken_subnets=taken_subnets(runner), state_dir=state_dir, launcher=session.launcher_id(),
-        environ=os.environ, placeholder_seed=session.placeholder_seed(),
-    )  # fmt: skip
-    secret_values = secrets.resolve(plan.secrets, plan.manifest_path)  # exit 2 here: nothing created yet
     if plan.bundle_subnet_moved_from:
         session.warn(f"{plan.bundle_subnet_moved_from} is taken by a Docker network or host route; "
                      f"the bundle uses {plan.bundle_subnet}")  # fmt: skip
-    docker.ensure_images(runner, plan)
-    artifact = ensure_artifact(runner, plan.agent_image, version, os.path.join(state_dir, CACHE_SUBDIR))
-    return execute(plan, runner, artifact, state_dir, secret_values)
+    sidecars.ensure_images(runner, plan)
+    artifact = ensure_artifact(runner, plan.agent_image, version, paths.smolvm_cache(state))
+    return execute(plan, runner, artifact, state, secret_values)

@@ -127,14 +127,6 @@ def parse_machine_ls(text: str) -> list[Vm]:
 # ---- subnets already in use on the host (docker networks and routes), for plan.build(taken_subnets=)
 
 
-def docker_network_ids() -> list[str]:
-    return ["docker", "network", "ls", "--quiet", "--no-trunc"]
-
-
-def docker_network_subnets(ids: list[str]) -> list[str]:
-    return ["docker", "network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", *ids]
-
-
 def ip_routes() -> list[str]:
     return ["ip", "-j", "route", "show", "table", "all"]
 

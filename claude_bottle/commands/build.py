@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from claude_bottle import docker, images
+from claude_bottle import images, sidecars
 from claude_bottle.errors import UsageError
 from claude_bottle.runner import SubprocessRunner
 
@@ -30,9 +30,9 @@ def run(args: argparse.Namespace) -> int:
         print(tag)
         return 0
     runner = SubprocessRunner()
-    docker.preflight(runner)
-    docker.build(runner, images.sidecars_build(tag, build_args, docker.pipelock_state(runner, build_args)))
+    sidecars.preflight(runner)
+    sidecars.build(runner, images.sidecars_build(tag, build_args, sidecars.pipelock_state(runner, build_args)))
     if args.agent:
-        docker.build(runner, images.agent_build(build_args))
+        sidecars.build(runner, images.agent_build(build_args))
     print(tag)
     return 0

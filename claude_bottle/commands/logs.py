@@ -10,11 +10,9 @@ import argparse
 import glob
 import json
 import os
-import subprocess
 import sys
 
-from claude_bottle import audit
-from claude_bottle.commands import start
+from claude_bottle import audit, docker_argv, paths
 from claude_bottle.errors import BottleError
 from claude_bottle.plan import LABEL
 from claude_bottle.runner import Runner, SubprocessRunner
@@ -22,9 +20,7 @@ from claude_bottle.runner import Runner, SubprocessRunner
 
 def running_bundles(runner: Runner, name: str) -> list[tuple[str, str, str]]:
     """(created, session, container id) of every running bundle of the bottle, oldest first."""
-    result = runner.run(["docker", "ps", "--filter", f"label={LABEL}.bottle={name}", "--filter",
-                         f"label={LABEL}.role=bundle", "--format",
-                         f'{{{{.CreatedAt}}}}\t{{{{.Label "{LABEL}.session"}}}}\t{{{{.ID}}}}'], timeout=60)  # fmt: skip
+    result = runner.run(docker_argv.running_bundles(LABEL, name), timeout=60)
     if result.returncode != 0:
         return []
     rows = [tuple(line.split("\t")) for line in result.stdout.splitlines() if line.count("\t") == 2]
@@ -32,7 +28,7 @@ def running_bundles(runner: Runner, name: str) -> list[tuple[str, str, str]]:
 
 
 def saved_log(name: str, session: str | None) -> str | None:
-    pattern = audit.session_path(start.state_dir(), glob.escape(name), glob.escape(session) if session else "*")
+    pattern = paths.session_log(paths.state_dir(), glob.escape(name), glob.escape(session) if session else "*")
     found = [p for p in glob.glob(pattern) if session or os.path.basename(p)[len(name) + 1 :].count("-") == 0]
     return max(found, key=os.path.getmtime) if found else None
 
@@ -58,18 +54,14 @@ def run(args: argparse.Namespace) -> int:
         others = ", ".join(b[1] for b in bundles[:-1])
         print(f"claude-bottle: showing session {session}, the newest (also running: {others}; "
               "choose with --session)", file=sys.stderr)  # fmt: skip
-    argv = ["docker", "logs", *(["--follow"] if args.follow else []), container]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-    assert proc.stdout is not None
+    lines = runner.stream(docker_argv.logs(container, follow=args.follow))
     try:
-        for line in proc.stdout:
+        for line in lines:
             found = audit.record(line)
             if found is not None:
                 show(found, args.json)
     except KeyboardInterrupt:
         pass
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait()
+        lines.close()  # type: ignore[attr-defined]  # a generator: stops docker logs
     return 0

@@ -9,8 +9,7 @@ import argparse
 import json
 from dataclasses import dataclass, field
 
-from claude_bottle import docker, session, smolvm
-from claude_bottle.commands import start
+from claude_bottle import docker_argv, paths, session, sidecars, smolvm
 from claude_bottle.errors import RuntimeFailure
 from claude_bottle.plan import LABEL
 from claude_bottle.runner import Runner, SubprocessRunner
@@ -28,17 +27,16 @@ class Bottle:
     vms: list[dict[str, str]] = field(default_factory=list)
 
 
-def _format(prefix: list[str]) -> str:
-    return "\t".join(prefix + [f'{{{{.Label "{LABEL}.{f}"}}}}' for f in _FIELDS])
+def _columns(prefix: list[str]) -> list[str]:
+    return prefix + docker_argv.label_columns(LABEL, _FIELDS)
 
 
 def find(runner: Runner) -> dict[str, Bottle]:
     """Every session that has a container or network on this Docker host, keyed by session id."""
     bottles: dict[str, Bottle] = {}
-    ps = runner.run(["docker", "ps", "--all", "--filter", f"label={LABEL}.session",
-                     "--format", _format(["{{.Names}}", "{{.State}}", "{{.Status}}"])], timeout=60)  # fmt: skip
-    nets = runner.run(["docker", "network", "ls", "--filter", f"label={LABEL}.session",
-                       "--format", _format(["{{.Name}}"])], timeout=60)  # fmt: skip
+    ps = runner.run(docker_argv.list_sessions("container", LABEL, _columns(["{{.Names}}", "{{.State}}", "{{.Status}}"])),
+                    timeout=60)  # fmt: skip
+    nets = runner.run(docker_argv.list_sessions("network", LABEL, _columns(["{{.Name}}"])), timeout=60)
     for result in (ps, nets):
         if result.returncode != 0:
             raise RuntimeFailure(f"listing bottles failed: {result.stderr.strip()}")
@@ -88,7 +86,7 @@ def cleanup(runner: Runner, name: str | None, force: bool) -> int:
         vms = [v["name"] for v in b.vms]
         problems = session.teardown(runner, session.session_label(b.session),
                                     (lambda: [smolvm.remove_vm(runner, v) for v in vms]) if vms else None)  # fmt: skip
-        problems += smolvm.forget_session(start.state_dir(), b.name, b.session)
+        problems += smolvm.forget_session(paths.state_dir(), b.name, b.session)
         for problem in problems:
             session.warn(f"cleanup {b.session}: {problem}")
         print(f"removed {b.name} {b.session}: {len(b.containers)} container(s), {len(b.networks)} network(s), "
@@ -101,7 +99,7 @@ def cleanup(runner: Runner, name: str | None, force: bool) -> int:
 
 def run(args: argparse.Namespace) -> int:
     runner = SubprocessRunner()
-    docker.preflight(runner)
+    sidecars.preflight(runner)
     if args.command == "ps":
         return ps(runner, args.format)
     return cleanup(runner, None if args.all else args.name, args.force)

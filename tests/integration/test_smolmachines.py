@@ -25,7 +25,7 @@ from contextlib import redirect_stderr
 from unittest import mock
 from urllib.parse import urlsplit
 
-from claude_bottle import addressing, cli, smolvm
+from claude_bottle import addressing, cli, paths, smolvm
 from claude_bottle.plan import LABEL, PROXY_PORT
 from tests import fakes
 from tests.integration import support
@@ -129,7 +129,7 @@ class SmolmachinesStartTest(unittest.TestCase):
         self.assertEqual(fakes.smolvm_machines(self.fake_state), [])
         # The artifact cache and the sessions' audit logs stay; nothing else does.
         self.assertEqual(sorted(os.listdir(os.path.join(self.state, "claude-bottle"))),
-                         sorted([smolvm.CACHE_SUBDIR, "sessions"]))  # fmt: skip
+                         sorted([paths.SMOLVM_CACHE_DIR, paths.SESSIONS_DIR]))  # fmt: skip
 
     def test_start_runs_the_agent_against_the_bundle_and_removes_everything(self) -> None:
         code, stderr = self.start()

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 from unittest import mock
 
-from claude_bottle import audit, cli, manifest, plan
+from claude_bottle import audit, cli, manifest, paths, plan
 from claude_bottle.bundle import policy
 from claude_bottle.commands import logs as logs_cmd
 from claude_bottle.runner import Result
+from tests.fakes.runner import FakeRunner
 
 SECRET = "sk-real-0123456789abcdef"
 
@@ -150,7 +151,7 @@ class FileTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.dir, True)
 
     def test_save_is_private_and_loads_back(self) -> None:
-        path = audit.session_path(self.dir, "demo", "abcd1234")
+        path = paths.session_log(self.dir, "demo", "abcd1234")
         recs = audit.records([addon("allowed", host="a.test", port=443), *PIPELOCK_LINES])
         audit.save(path, recs)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
@@ -159,7 +160,7 @@ class FileTest(unittest.TestCase):
         self.assertTrue(path.endswith("/sessions/demo-abcd1234.jsonl"))
 
     def test_save_refuses_to_follow_a_symlink(self) -> None:
-        path = audit.session_path(self.dir, "demo", "abcd1234")
+        path = paths.session_log(self.dir, "demo", "abcd1234")
         os.makedirs(os.path.dirname(path))
         os.symlink(os.path.join(self.dir, "elsewhere"), path)
         with self.assertRaises(OSError):
@@ -239,17 +240,8 @@ class SummaryTest(unittest.TestCase):
         self.assertRegex(audit.text_line(rec), r"^21:46:40      pipelock config_reload -  +config reload success")
 
 
-class FakeRunner:
-    def __init__(self, rc: int, out: str) -> None:
-        self.rc, self.out = rc, out
-        self.calls: list[list[str]] = []
-
-    def run(self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None) -> Result:
-        self.calls.append(list(argv))
-        return Result(tuple(argv), self.rc, self.out, "")
-
-    def attach(self, argv: Sequence[str]) -> int:
-        return 0
+def answering(rc: int, out: str) -> FakeRunner:
+    return FakeRunner(lambda argv: (rc, out, ""))
 
 
 class FinishTest(unittest.TestCase):
@@ -267,11 +259,11 @@ class FinishTest(unittest.TestCase):
     def test_saves_and_summarises(self) -> None:
         logs = "\n".join([addon("allowed", host="a.test", port=443), addon("blocked", reason=f"saw {SECRET}"),
                           "claude-bottle-supervise: started mitmdump"])  # fmt: skip
-        runner = FakeRunner(0, logs)
+        runner = answering(0, logs)
         err = self.finish(runner)
         self.assertEqual(runner.calls, [["docker", "logs", self.plan.container("bundle").name]])
         self.assertIn("claude-bottle: session abcd1234: 1 request allowed, 1 blocked, 0 secret injections", err)
-        path = audit.session_path(self.dir, "demo", "abcd1234")
+        path = paths.session_log(self.dir, "demo", "abcd1234")
         self.assertIn(path, err)
         with open(path) as handle:
             saved = handle.read()
@@ -279,12 +271,12 @@ class FinishTest(unittest.TestCase):
         self.assertNotIn(SECRET, saved + err)
 
     def test_no_bundle_no_file(self) -> None:
-        self.assertEqual(self.finish(FakeRunner(1, "")), "")
-        self.assertFalse(os.path.exists(os.path.join(self.dir, audit.SESSIONS_DIR)))
+        self.assertEqual(self.finish(answering(1, "")), "")
+        self.assertFalse(os.path.exists(os.path.join(self.dir, paths.SESSIONS_DIR)))
 
     def test_never_raises(self) -> None:
         with mock.patch.object(audit, "save", side_effect=PermissionError("read-only")):
-            err = self.finish(FakeRunner(0, addon("allowed", host="a.test")))
+            err = self.finish(answering(0, addon("allowed", host="a.test")))
         self.assertIn("the audit log was not saved: read-only", err)
 
 
@@ -303,7 +295,7 @@ class LogsCommandTest(unittest.TestCase):
         return code, out.getvalue(), err.getvalue()
 
     def saved(self, name: str, session: str, recs: list[str]) -> str:
-        path = audit.session_path(os.path.join(self.dir, "claude-bottle"), name, session)
+        path = paths.session_log(os.path.join(self.dir, "claude-bottle"), name, session)
         audit.save(path, audit.records(recs))
         return path
 
@@ -330,19 +322,17 @@ class LogsCommandTest(unittest.TestCase):
         rows = [("2026-11-27 10:00:00 +0000 UTC", "s1", "id1"), ("2026-11-27 11:00:00 +0000 UTC", "s2", "id2")]
         lines = [addon("injected", host="api.example.com", port=443, secret="TOKEN", reason="header x-api-key"),
                  "claude-bottle-supervise: noise\n"]  # fmt: skip
-        popen = mock.MagicMock()
-        popen.return_value.stdout = iter(line + "\n" for line in lines)
-        popen.return_value.poll.return_value = 0
+        runner = FakeRunner(lines=[line + "\n" for line in lines])
         with mock.patch.object(logs_cmd, "running_bundles", return_value=rows), \
-                mock.patch.object(logs_cmd.subprocess, "Popen", popen):  # fmt: skip
+                mock.patch.object(logs_cmd, "SubprocessRunner", return_value=runner):  # fmt: skip
             code, out, err = self.run_cli("demo", "--follow")
         self.assertEqual(code, 0)
-        self.assertEqual(popen.call_args[0][0], ["docker", "logs", "--follow", "id2"])
+        self.assertEqual(runner.calls, [["docker", "logs", "--follow", "id2"]])
         self.assertIn("showing session s2, the newest (also running: s1", err)
         self.assertRegex(out, r"addon    injected      api.example.com:443 +header x-api-key  \[secret=TOKEN\]\n$")
 
     def test_running_bundles_parses_docker_ps(self) -> None:
-        runner = FakeRunner(0, "2026-11-27 11:00:00 +0000 UTC\ts2\tid2\n2026-11-27 10:00:00 +0000 UTC\ts1\tid1\n")
+        runner = answering(0, "2026-11-27 11:00:00 +0000 UTC\ts2\tid2\n2026-11-27 10:00:00 +0000 UTC\ts1\tid1\n")
         rows = logs_cmd.running_bundles(runner, "demo")  # type: ignore[arg-type]
         self.assertEqual([r[1] for r in rows], ["s1", "s2"])
         self.assertIn("label=org.claude-bottle.role=bundle", runner.calls[0])

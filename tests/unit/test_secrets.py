@@ -12,14 +12,13 @@ import shutil
 import tarfile
 import tempfile
 import unittest
-from collections.abc import Sequence
 from typing import Any
 from unittest import mock
 
-from claude_bottle import cli, dlp, docker, docker_argv, manifest, plan, secrets
+from claude_bottle import cli, dlp, docker_argv, launch, manifest, plan, secrets
+from tests.fakes.runner import FakeRunner
 from claude_bottle.bundle import policy as bundle_policy
 from claude_bottle.errors import EXIT_USAGE, ManifestError
-from claude_bottle.runner import Result
 
 SESSION = "abcd1234"
 REAL = "sk-real-value-0123456789abcdef"
@@ -237,27 +236,10 @@ class ResolveTest(unittest.TestCase):
                                                               {"CB_TEST_A": REAL + "\x1b"}).message)  # fmt: skip
 
 
-class Recorder:
-    """A runner that records argv and stdin; Docker answers enough for the bundle to come up."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[list[str], bytes | None]] = []
-
-    def run(self, command: Sequence[str], *, input: bytes | None = None, timeout: float | None = None) -> Result:
-        argv = list(command)
-        self.calls.append((argv, input))
-        out = ""
-        if argv[:2] == ["docker", "version"]:
-            out = "20.10.24\n"
-        elif argv[:2] == ["docker", "exec"] and "--wait" in argv:
-            out = '{"ca": "-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n", "pipelock": true}\n'
-        elif argv[:2] == ["docker", "logs"]:
-            out = '{"source":"addon","event":"injected","host":"api.example.com","secret":"TOKEN","reason":"x"}\n'
-        return Result(tuple(argv), 0, out, "")
-
-    def attach(self, command: Sequence[str], **_: object) -> int:
-        self.calls.append((list(command), None))
-        return 0
+def recorder() -> FakeRunner:
+    """Docker answers enough for the bundle to come up, and its log shows one injection."""
+    line = '{"source":"addon","event":"injected","host":"api.example.com","secret":"TOKEN","reason":"x"}\n'
+    return FakeRunner(lambda argv: (0, line, "") if argv[:2] == ["docker", "logs"] else None)
 
 
 class ExecutorTest(unittest.TestCase):
@@ -270,13 +252,13 @@ class ExecutorTest(unittest.TestCase):
         os.environ.pop("ANTHROPIC_API_KEY", None)
 
     def test_values_reach_the_bundle_only_through_the_copy_on_stdin(self) -> None:
-        runner = Recorder()
+        runner = recorder()
         with contextlib.redirect_stderr(io.StringIO()) as err:
-            code = docker.start(parse({"TOKEN": env_secret()}), ("true",), runner)  # type: ignore[arg-type]
+            code = launch.run(parse({"TOKEN": env_secret()}), ("true",), runner)
         self.assertEqual(code, 0)
-        for argv, _ in runner.calls:
+        for argv, _ in runner.inputs:
             self.assertNotIn(REAL, " ".join(argv))
-        copies = [(argv, data) for argv, data in runner.calls if argv[:3] == ["docker", "cp", "-"] and data]
+        copies = [(argv, data) for argv, data in runner.inputs if argv[:3] == ["docker", "cp", "-"] and data]
         carrying = [(argv, data) for argv, data in copies if REAL.encode() in data]
         self.assertEqual(len(carrying), 1)
         argv, data = carrying[0]
@@ -295,11 +277,11 @@ class ExecutorTest(unittest.TestCase):
         self.assertEqual(len(saved), 1)
 
     def test_a_missing_variable_stops_before_anything_is_created(self) -> None:
-        runner = Recorder()
+        runner = recorder()
         with mock.patch.dict(os.environ, {"HOST_TOKEN": ""}), self.assertRaises(ManifestError) as cm:
-            docker.start(parse({"TOKEN": env_secret()}), ("true",), runner)  # type: ignore[arg-type]
+            launch.run(parse({"TOKEN": env_secret()}), ("true",), runner)
         self.assertEqual(cm.exception.field, "secrets.TOKEN.from_env")
-        self.assertFalse([a for a, _ in runner.calls if a[:3] in (["docker", "network", "create"], ["docker", "create"])
+        self.assertFalse([a for a in runner.calls if a[:3] in (["docker", "network", "create"], ["docker", "create"])
                           or a[:2] == ["docker", "build"]])  # fmt: skip
 
     def test_no_secrets_no_secrets_file(self) -> None:

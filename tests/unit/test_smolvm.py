@@ -16,52 +16,18 @@ from contextlib import redirect_stderr
 from typing import Callable, Sequence
 from unittest import mock
 
-from claude_bottle import audit, manifest as manifest_mod, plan as plan_mod, smolvm, smolvm_argv as argv
+from claude_bottle import audit, manifest as manifest_mod, paths, plan as plan_mod, smolvm, smolvm_argv as argv
 from claude_bottle.errors import EXIT_LAUNCHER, BottleError, Interrupted, RuntimeFailure
 from claude_bottle.manifest import Resources
 from claude_bottle.runner import Result, SubprocessRunner
 from tests import fakes
+from tests.fakes.runner import PEM, FakeRunner as ScriptedRunner, docker_default, ok
 
-PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
-
-
-def ok(out: str = "") -> tuple[int, str, str]:
-    return 0, out, ""
-
-
-class ScriptedRunner:
-    """Answers `run` from a handler (default: success, no output) and records every argv."""
-
-    def __init__(self, handler: Callable[[list[str]], tuple[int, str, str] | None] | None = None,
-                 attach: Callable[[list[str]], int] | None = None) -> None:  # fmt: skip
-        self.handler = handler or (lambda a: None)
-        self.on_attach = attach or (lambda a: 0)
-        self.calls: list[list[str]] = []
-
-    def run(self, command: Sequence[str], *, input: bytes | None = None, timeout: float | None = None) -> Result:
-        self.calls.append(list(command))
-        code, out, err = self.handler(list(command)) or docker_default(list(command))
-        return Result(tuple(command), code, out, err)
-
-    def attach(self, command: Sequence[str], **_: object) -> int:
-        self.calls.append(list(command))
-        return self.on_attach(list(command))
-
-    def index(self, prefix: list[str]) -> int:
-        return next(i for i, c in enumerate(self.calls) if c[: len(prefix)] == prefix)
-
-
-def docker_default(command: list[str]) -> tuple[int, str, str]:
-    """Enough of Docker for docker.start_bundle, wait_bundle and session.teardown to succeed."""
-    if command[:2] == ["docker", "version"]:
-        return ok("20.10.24\n")
-    if command[:2] == ["docker", "exec"] and "--ca" in command:
-        return ok(PEM)
-    if command[:2] == ["docker", "exec"] and "--wait" in command:
-        return ok(json.dumps({"ca": PEM, "pipelock": True}) + "\n")
-    if command[:2] == ["docker", "image"]:
-        return ok("sha256:" + "ab" * 32 + "\n")
-    return ok()
+def start(manifest: manifest_mod.Manifest, command: tuple[str, ...], runner: ScriptedRunner, state: str) -> int:
+    """What `start` does for smolmachines, with the state directory given."""
+    plan = plan_mod.build(manifest, os.urandom(4).hex(), command=command, state_dir=state,
+                          taken_subnets=smolvm.taken_subnets(runner))  # fmt: skip
+    return smolvm.start(plan, {}, runner, False, state)
 
 
 def versioned(version_line: str, rc: int = 0) -> ScriptedRunner:
@@ -303,7 +269,7 @@ class ExecutorTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.folder, True)
         self.state = os.path.join(self.folder, "state")
         self.plan = plan_mod.build(make_manifest(self.folder), "0123abcd", state_dir=self.state)
-        self.smolfile_path, self.ca_dir = smolvm.session_paths(self.state, "demo-vm", "0123abcd")
+        self.smolfile_path, self.ca_dir = paths.smolvm_session_files(self.state, "demo-vm", "0123abcd")
         self.assertEqual(self.smolfile_path, self.plan.smolfile_path)
         self.seen: dict[str, object] = {}
 
@@ -333,7 +299,7 @@ class ExecutorTest(unittest.TestCase):
 
     def test_happy_path_order_and_exit_status(self) -> None:
         runner = ScriptedRunner(self.handler(), attach=lambda a: 7)
-        code = smolvm.execute(self.plan, runner, "/cache/a.smolmachine", self.state)
+        code = smolvm.execute(self.plan, runner, "/cache/a.smolmachine", self.state, {})
         self.assertEqual(code, 7)
         self.assertEqual(self.seen["ca"], PEM)
         self.assertEqual(self.seen["smolfile"], self.plan.smolfile)
@@ -354,7 +320,7 @@ class ExecutorTest(unittest.TestCase):
     def test_failed_create_still_cleans_up(self) -> None:
         runner = ScriptedRunner(self.handler((1, "", "Error: boom")))
         with self.assertRaises(BottleError) as caught:
-            smolvm.execute(self.plan, runner, "/cache/a.smolmachine", self.state)
+            smolvm.execute(self.plan, runner, "/cache/a.smolmachine", self.state, {})
         self.assertIn("creating the microVM failed: Error: boom", str(caught.exception))
         self.assertCleanedUp(runner, runner.index(["smolvm", "machine", "create"]))
 
@@ -362,7 +328,7 @@ class ExecutorTest(unittest.TestCase):
         clap = "error: the argument '--from <PATH>' cannot be used with '--smolfile <PATH>'\n\nUsage: ..."
         runner = ScriptedRunner(self.handler((2, "", clap)))
         with self.assertRaises(RuntimeFailure) as caught:
-            smolvm.execute(self.plan, runner, "/cache/a.smolmachine", self.state)
+            smolvm.execute(self.plan, runner, "/cache/a.smolmachine", self.state, {})
         self.assertIn("without its network allowlist", str(caught.exception))
         self.assertCleanedUp(runner, runner.index(["smolvm", "machine", "create"]))
 
@@ -372,7 +338,7 @@ class ExecutorTest(unittest.TestCase):
 
         runner = ScriptedRunner(self.handler(), attach=interrupted)
         with redirect_stderr(io.StringIO()):
-            code = smolvm.execute(self.plan, runner, "/cache/a.smolmachine", self.state)
+            code = smolvm.execute(self.plan, runner, "/cache/a.smolmachine", self.state, {})
         self.assertEqual(code, 128 + signal.SIGTERM)
         self.assertCleanedUp(runner, runner.index(["smolvm", "machine", "exec"]))
         self.assertEqual(signal.getsignal(signal.SIGTERM), signal.SIG_DFL)
@@ -387,7 +353,7 @@ class ExecutorTest(unittest.TestCase):
 
         stderr = io.StringIO()
         with redirect_stderr(stderr):
-            smolvm.execute(self.plan, ScriptedRunner(handler), "/cache/a.smolmachine", self.state)
+            smolvm.execute(self.plan, ScriptedRunner(handler), "/cache/a.smolmachine", self.state, {})
         self.assertIn(f"cleanup: removing microVM {self.plan.vm_name} failed: Error: busy", stderr.getvalue())
 
     def test_remove_vm_is_quiet_when_gone_or_smolvm_missing(self) -> None:
@@ -573,8 +539,8 @@ class StartWithFakeTest(unittest.TestCase):
         env = fakes.smolvm_env(fake_state)
         with mock.patch.dict(os.environ, {"PATH": env["PATH"], "FAKE_SMOLVM_STATE": fake_state}), \
                 mock.patch.object(smolvm, "check_hypervisor"), redirect_stderr(io.StringIO()):  # fmt: skip
-            code = smolvm.start(manifest, (), runner, state)
-            again = smolvm.start(manifest, ("true",), runner, state)
+            code = start(manifest, (), runner, state)
+            again = start(manifest, ("true",), runner, state)
         self.assertEqual((code, again), (5, 0))
         ws = manifest.workspace or ""
         with open(os.path.join(ws, "ca.txt"), encoding="ascii") as handle:
@@ -587,7 +553,7 @@ class StartWithFakeTest(unittest.TestCase):
         self.assertEqual(sum(c[:2] == ["pack", "create"] for c in calls), 1)  # the second start reused it
         self.assertEqual(fakes.smolvm_machines(fake_state), [])
         # Per-session files are gone; the artifact cache and the sessions' audit logs stay.
-        self.assertEqual(sorted(os.listdir(state)), [audit.SESSIONS_DIR, smolvm.CACHE_SUBDIR])
+        self.assertEqual(sorted(os.listdir(state)), [paths.SESSIONS_DIR, paths.SMOLVM_CACHE_DIR])
 
 
 if __name__ == "__main__":

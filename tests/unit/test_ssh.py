@@ -19,10 +19,10 @@ import unittest
 from typing import Any
 from unittest import mock
 
-from claude_bottle import docker, docker_argv, egress, manifest, plan, ssh
+from claude_bottle import docker, docker_argv, egress, host, launch, manifest, plan, ssh
 from claude_bottle.agent import bottle_connect as bc
 from claude_bottle.errors import EXIT_USAGE, ManifestError
-from claude_bottle.runner import Result
+from tests.fakes.runner import FakeRunner
 
 
 def _key(key_type: str = "ssh-ed25519", seed: bytes = b"k") -> str:
@@ -284,24 +284,22 @@ class PlanAndArgvTest(unittest.TestCase):
         self.assertLess(argv.index(mount), argv.index(p.agent_image))
 
 
-class FakeRunner:
-    def __init__(self, passwd: bytes | None) -> None:
-        self.passwd = passwd
-        self.calls: list[list[str]] = []
+def passwd_runner(passwd: bytes | None) -> FakeRunner:
+    """`docker cp` of /etc/passwd answers a tar stream holding `passwd`, or fails when it is None."""
 
-    def run(self, argv: Any, *, input: bytes | None = None, timeout: float | None = None) -> Result:
-        self.calls.append(list(argv))
-        if self.passwd is None:
-            return Result(tuple(argv), 1, "", "Error: No such container:path")
+    def handler(argv: list[str]) -> tuple[int, str, str, bytes] | None:
+        if argv[:2] != ["docker", "cp"]:
+            return None
+        if passwd is None:
+            return 1, "", "Error: No such container:path", b""
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             info = tarfile.TarInfo("passwd")
-            info.size = len(self.passwd)
-            tar.addfile(info, io.BytesIO(self.passwd))
-        return Result(tuple(argv), 0, buffer.getvalue().decode("utf-8"), "")
+            info.size = len(passwd)
+            tar.addfile(info, io.BytesIO(passwd))
+        return 0, "", "", buffer.getvalue()
 
-    def attach(self, argv: Any, **_: object) -> int:
-        raise AssertionError("not used")
+    return FakeRunner(handler)
 
 
 class DockerSshTest(unittest.TestCase):
@@ -311,7 +309,7 @@ class DockerSshTest(unittest.TestCase):
 
     def test_passwd_entry_added_for_an_unknown_uid(self) -> None:
         p = self.plan(4321)
-        runner = FakeRunner(b"root:x:0:0:root:/root:/bin/bash\n")
+        runner = passwd_runner(b"root:x:0:0:root:/root:/bin/bash\n")
         files = docker.ssh_files(runner, p, p.container("agent"))  # type: ignore[arg-type]
         self.assertEqual(runner.calls, [["docker", "cp", f"{p.container('agent').name}:/etc/passwd", "-"]])
         content, mode = files["etc/passwd"]
@@ -321,10 +319,10 @@ class DockerSshTest(unittest.TestCase):
 
     def test_known_uid_or_unreadable_passwd_leaves_it_alone(self) -> None:
         p = self.plan(4321)
-        self.assertNotIn("etc/passwd", docker.ssh_files(FakeRunner(b"me:x:4321:4321::/:/bin/sh\n"), p,  # type: ignore[arg-type]
+        self.assertNotIn("etc/passwd", docker.ssh_files(passwd_runner(b"me:x:4321:4321::/:/bin/sh\n"), p,  # type: ignore[arg-type]
                                                         p.container("agent")))  # fmt: skip
         with mock.patch("claude_bottle.session.warn") as warn:
-            files = docker.ssh_files(FakeRunner(None), p, p.container("agent"))  # type: ignore[arg-type]
+            files = docker.ssh_files(passwd_runner(None), p, p.container("agent"))  # type: ignore[arg-type]
         self.assertNotIn("etc/passwd", files)
         self.assertIn("No user exists", warn.call_args[0][0])
 
@@ -332,10 +330,10 @@ class DockerSshTest(unittest.TestCase):
         m = manifest.parse({"name": "demo", "ssh": {"agent": "forward"}}, "/nowhere/bottle.json")
         with mock.patch.dict(os.environ, {"SSH_AUTH_SOCK": "/nonexistent/agent.sock"}):
             with self.assertRaises(ManifestError) as cm:
-                docker.start(m, (), FakeRunner(None))  # type: ignore[arg-type]
+                launch.run(m, (), passwd_runner(None))
         self.assertEqual((cm.exception.field, cm.exception.exit_code), ("ssh.agent", EXIT_USAGE))
         self.assertIn("No such file", str(cm.exception))
-        self.assertIsNone(docker.forwarded_agent_socket(manifest.parse({"name": "d"}, "/x.json")))
+        self.assertIsNone(host.forwarded_agent_socket(manifest.parse({"name": "d"}, "/x.json")))
 
 
 class FakeProxy:

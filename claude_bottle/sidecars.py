@@ -1,0 +1,126 @@
+"""The bundle's lifecycle on the Docker engine, shared by both runtimes: the engine is there, the
+images are (built if missing, refused without pipelock), the bundle is created, configured, started
+and ready. The agent's side lives in docker.py (a container) and smolvm.py (a microVM)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from claude_bottle import docker_argv, images, secrets, session
+from claude_bottle.errors import BottleError, RuntimeFailure
+from claude_bottle.plan import Container, Plan
+from claude_bottle.runner import Runner
+
+HEALTH_TIMEOUT = 60.0
+NO_PIPELOCK_ENV = "CLAUDE_BOTTLE_ALLOW_NO_PIPELOCK"
+
+
+def preflight(runner: Runner) -> str:
+    """The Docker server version, or a RuntimeFailure (exit 125) that says what to fix."""
+    result = runner.run(docker_argv.server_version(), timeout=30)
+    if result.returncode == 127:
+        raise RuntimeFailure("docker: command not found; install Docker and make sure `docker` is on PATH")
+    if result.returncode != 0 or not result.stdout.strip():
+        detail = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no answer"
+        raise RuntimeFailure(f"the Docker daemon is not reachable ({detail}); is it running?")
+    return result.stdout.strip()
+
+
+def image_id(runner: Runner, image: str) -> str:
+    """A local image's id, "" when it is not there."""
+    result = runner.run(docker_argv.image_id(image), timeout=60)
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def ensure_images(runner: Runner, plan: Plan) -> None:
+    """Build what is missing (with docker's own progress output); a missing custom agent image is an error.
+    Refuses a sidecars image without pipelock (unless accepted) here, before anything is created."""
+    if not image_id(runner, plan.sidecars_image):
+        if os.environ.get(images.IMAGE_ENV):
+            raise RuntimeFailure(f"{images.IMAGE_ENV}={plan.sidecars_image} does not exist locally")
+        build(runner, images.sidecars_build(plan.sidecars_image, {}))
+    if image_label(runner, plan.sidecars_image, images.PIPELOCK_LABEL) == "absent":
+        check_pipelock(False, plan.sidecars_image)
+    if not image_id(runner, plan.agent_image):
+        if plan.agent_image != images.AGENT_IMAGE:
+            raise RuntimeFailure(f"agent image {plan.agent_image} is not present; build or pull it first")
+        build(runner, images.agent_build({}))
+
+
+def image_label(runner: Runner, image: str, label: str) -> str:
+    """A label's value on a local image; "" when the image or the label is missing."""
+    result = runner.run(images.label_argv(image, label), timeout=60)
+    value = result.stdout.strip() if result.returncode == 0 else ""
+    return "" if value == "<no value>" else value
+
+
+def pipelock_state(runner: Runner, build_args: dict[str, str]) -> str:
+    """Whether the PIPELOCK_IMAGE a build uses holds pipelock: only the placeholder says it does not.
+    Dockerfile.sidecars checks this against the image's contents and fails the build if they disagree."""
+    image = build_args.get("PIPELOCK_IMAGE")
+    if image is None:
+        return "present"  # the pinned upstream image
+    return "absent" if image_label(runner, image, images.PIPELOCK_LABEL) == "absent" else "present"
+
+
+def build(runner: Runner, argv: list[str]) -> None:
+    print(f"claude-bottle: building {argv[argv.index('-t') + 1]} (first run only)...", file=sys.stderr)
+    # Docker's progress goes to stderr: stdout is the agent's (and `build` prints only the tag there).
+    if runner.attach(argv, stdout_to_stderr=True) != 0:
+        raise BottleError(f"image build failed: {' '.join(argv)}")
+    runner.run(images.prune_stages_argv(), timeout=120)  # the legacy builder's dangling stage image
+
+
+def must(runner: Runner, argv: list[str], what: str, input: bytes | None = None) -> str:
+    result = runner.run(argv, input=input, timeout=300)
+    if result.returncode != 0:
+        raise BottleError(f"{what} failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+def start_bundle(runner: Runner, plan: Plan, secret_values: dict[str, str]) -> None:
+    """Create networks and the bundle and start it; wait_bundle() then waits for it to be ready."""
+    for net in plan.networks:
+        must(runner, docker_argv.network_create(net), f"creating network {net.name}")
+    bundle = plan.container("bundle")
+    must(runner, docker_argv.bundle_create(plan, bundle), "creating the bundle")
+    for extra in bundle.networks[1:]:
+        must(runner, docker_argv.network_connect(extra, bundle.name), "connecting the bundle")
+    values_file = secrets.values_file(secret_values) if plan.secrets else None
+    must(runner, docker_argv.copy_in(bundle.name, docker_argv.BUNDLE_CONFIG_DIR), "configuring the bundle",
+         input=docker_argv.bundle_files(plan, values_file))  # fmt: skip
+    must(runner, docker_argv.start(bundle.name), "starting the bundle")
+
+
+def wait_bundle(runner: Runner, bundle: Container) -> str:
+    """Wait (inside the bundle, one exec) until it is ready; returns its CA certificate's public part."""
+    result = runner.run(docker_argv.wait_ready(bundle.name, HEALTH_TIMEOUT), timeout=HEALTH_TIMEOUT + 30)
+    try:
+        ready = json.loads(result.stdout) if result.returncode == 0 else None
+    except ValueError:
+        ready = None
+    if not isinstance(ready, dict):
+        tail = runner.run(docker_argv.logs_tail(bundle.name), timeout=30)
+        print(f"claude-bottle: bundle log (last lines):\n{(tail.stdout + tail.stderr).strip()}", file=sys.stderr)
+        said = (result.stderr or result.stdout).strip() or "no answer"
+        raise BottleError(f"the bundle did not become ready: {said}")
+    check_pipelock(bool(ready.get("pipelock")), bundle.image)
+    ca = str(ready.get("ca", ""))
+    if "BEGIN CERTIFICATE" not in ca or "PRIVATE" in ca:
+        raise BottleError("the bundle returned something other than a public CA certificate")
+    return ca
+
+
+def check_pipelock(present: bool, image: str) -> None:
+    """Refuse a bundle built without pipelock unless the user says, by name, that they accept it."""
+    if present:
+        return
+    if os.environ.get(NO_PIPELOCK_ENV) == "1":
+        session.warn("WARNING: the sidecars image has no pipelock; only mitmdump's allowlist guards egress")
+        return
+    raise RuntimeFailure(
+        f"the sidecars image {image} was built without pipelock, so only one layer would guard "
+        f"egress; rebuild it with pipelock, or set {NO_PIPELOCK_ENV}=1 to accept that"
+    )
