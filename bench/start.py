@@ -62,7 +62,7 @@ def main() -> None:
         os.environ["XDG_STATE_HOME"] = tmp  # each bottle saves its audit log; keep them out of the user's
         path = os.path.join(tmp, "bench.json")
         with open(path, "w") as handle:
-            json.dump({"name": "bench", "agent": {"image": AGENT}}, handle)
+            json.dump({"name": "bench", "agent": {"image": AGENT, "state": "ephemeral"}}, handle)
         manifest = manifest_mod.load(path)
         bare: list[float] = []
         bottle: list[float] = []

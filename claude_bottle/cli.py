@@ -61,6 +61,8 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("name", nargs="?", metavar="NAME", help="the bottle's name")
     which.add_argument("--all", action="store_true", help="every bottle's leftovers")
     cleanup.add_argument("--force", action="store_true", help="also remove sessions whose launcher is alive")
+    cleanup.add_argument("--state", action="store_true",
+                         help="also remove the bottles' kept agent homes (state volumes): login, settings, history")
 
     logs = sub.add_parser("logs", help="show what a bottle's bundle allowed, blocked and injected",
                           description="Show a bottle's egress decisions: live from its bundle while it runs, "

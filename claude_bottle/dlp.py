@@ -22,7 +22,8 @@ from claude_bottle import egress as egress_mod
 
 MODES = ("scan", "warn", "skip")
 DEFAULT_MODE = "scan"
-WARN_BY_DEFAULT = ("api.anthropic.com", "claude.ai")
+# The model APIs: a false positive there would stop the agent mid-task, so they log instead of block.
+WARN_BY_DEFAULT = ("api.anthropic.com", "claude.ai", "api.openai.com", "generativelanguage.googleapis.com")
 KEYS = ("default", "hosts")
 
 

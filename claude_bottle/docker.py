@@ -38,6 +38,7 @@ def execute(plan: Plan, runner: Runner, secret_values: dict[str, str], state_dir
 
     def body() -> int:
         sidecars.start_bundle(runner, plan, secret_values)
+        ensure_state_volume(runner, plan)
         files = create_agent(runner, plan)  # overlaps the bundle's boot (mitmdump takes about a second)
         return run_agent(runner, plan, sidecars.wait_bundle(runner, plan.container("bundle")), files)
 
@@ -46,6 +47,16 @@ def execute(plan: Plan, runner: Runner, secret_values: dict[str, str], state_dir
                                  lambda: session.teardown(runner, session.session_label(plan.session)))  # fmt: skip
 
     return session.guarded(body, cleanup)
+
+
+def ensure_state_volume(runner: Runner, plan: Plan) -> None:
+    """The bottle's kept home: made (and given to the agent's uid) by the first session only."""
+    volume = plan.state_volume
+    if volume is None or runner.run(docker_argv.volume_exists(volume.name), timeout=60).returncode == 0:
+        return
+    sidecars.must(runner, docker_argv.volume_create(volume), f"creating the state volume {volume.name}")
+    sidecars.must(runner, docker_argv.volume_chown(volume, plan.agent_image, plan.agent_user),
+                  "giving the state volume to the agent's user")  # fmt: skip
 
 
 def create_agent(runner: Runner, plan: Plan) -> dict[str, tuple[bytes, int]]:

@@ -10,7 +10,7 @@ import tarfile
 from collections.abc import Iterable
 
 from claude_bottle import ssh
-from claude_bottle.plan import AGENT_HOME, BUNDLE_ALIAS, Container, Network, Plan
+from claude_bottle.plan import AGENT_HOME, BUNDLE_ALIAS, Container, Network, Plan, Volume
 
 BUNDLE_CONFIG_DIR = "/etc/claude-bottle"
 SUPERVISE = ["python3", "/opt/claude-bottle/supervise.py"]
@@ -78,10 +78,12 @@ def agent_create(plan: Plan, agent: Container, interactive: bool, tty: bool) -> 
         "--security-opt", "no-new-privileges",
         "--pids-limit", str(plan.resources.pids),
         "--memory", plan.resources.memory,
-        # The agent's home is scratch space owned by the agent user, whatever uid that is.
-        "--tmpfs", f"{AGENT_HOME}:rw,exec,uid={uid},gid={gid},mode=0700",
         "--workdir", "/workspace",
     ]  # fmt: skip
+    if plan.state_volume is not None:  # the home the agent's earlier sessions left (login, settings, history)
+        argv += ["--mount", f"type=volume,source={plan.state_volume.name},target={plan.state_volume.target}"]
+    else:  # scratch space owned by the agent user, whatever uid that is: a clean slate every session
+        argv += ["--tmpfs", f"{AGENT_HOME}:rw,exec,uid={uid},gid={gid},mode=0700"]
     if plan.resources.cpus:
         argv += ["--cpus", f"{plan.resources.cpus:g}"]
     if plan.workspace:
@@ -214,3 +216,27 @@ def running_bundles(label_prefix: str, name: str) -> list[str]:
     return ["docker", "ps", "--filter", f"label={label_prefix}.bottle={name}", "--filter",
             f"label={label_prefix}.role=bundle", "--format",
             f'{{{{.CreatedAt}}}}\t{{{{.Label "{label_prefix}.session"}}}}\t{{{{.ID}}}}']  # fmt: skip
+
+
+def volume_exists(name: str) -> list[str]:
+    return ["docker", "volume", "inspect", "--format", "{{.Name}}", name]
+
+
+def volume_create(volume: Volume) -> list[str]:
+    return ["docker", "volume", "create", *_labels(volume.labels), volume.name]
+
+
+def volume_chown(volume: Volume, image: str, user: str) -> list[str]:
+    """Give a new state volume to the agent's uid: Docker makes it with the image's owner of the
+    mount point, which is not the launching user's uid. No network, no capabilities but CHOWN."""
+    return ["docker", "run", "--rm", "--network", "none", "--user", "0", "--cap-drop", "ALL", "--cap-add", "CHOWN",
+            "--security-opt", "no-new-privileges", "--mount", f"type=volume,source={volume.name},target=/state",
+            "--entrypoint", "chown", image, "-R", user, "/state"]  # fmt: skip
+
+
+def list_volumes(label: str) -> list[str]:
+    return ["docker", "volume", "ls", "--quiet", "--filter", f"label={label}"]
+
+
+def volume_remove(names: list[str]) -> list[str]:
+    return ["docker", "volume", "rm", *names]

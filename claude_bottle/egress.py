@@ -24,8 +24,16 @@ SSH_PORT = 22
 
 # What each preset expands to, and why. Documented in the README; keep the two in step.
 PRESETS: dict[str, tuple[str, ...]] = {
-    # Claude Code: the API, the claude.ai login flow, feature flags (statsig) and error reports (sentry).
-    "@anthropic": ("api.anthropic.com", "claude.ai", "statsig.anthropic.com", "statsig.com", "*.sentry.io"),
+    # Claude Code: the API (also for subscription tokens), claude.ai (login; WebFetch's safety check),
+    # platform.claude.com and console.anthropic.com (OAuth token exchange and refresh), remote MCP
+    # servers, and Anthropic's own feature flags. Not third-party telemetry (statsig.com, *.sentry.io):
+    # shared services an agent could post anything to; Claude Code works without them.
+    "@anthropic": ("api.anthropic.com", "claude.ai", "platform.claude.com", "console.anthropic.com",
+                   "mcp-proxy.anthropic.com", "statsig.anthropic.com"),
+    # OpenAI's Codex CLI with an API key. (A ChatGPT login also needs auth.openai.com and chatgpt.com.)
+    "@openai": ("api.openai.com",),
+    # Google's Gemini CLI with a Gemini API key.
+    "@gemini": ("generativelanguage.googleapis.com",),
     # git over HTTPS, the REST API, archives, raw files and release downloads.
     "@github": (
         "github.com",

@@ -62,5 +62,5 @@ def prune_stages_argv() -> list[str]:
     return ["docker", "image", "prune", "--force", "--filter", f"label={STAGE_LABEL}"]
 
 
-def agent_build(build_args: dict[str, str]) -> list[str]:
-    return build_argv(AGENT_IMAGE, AGENT_DIR, "Dockerfile.agent", build_args)
+def agent_build(build_args: dict[str, str], image: str = AGENT_IMAGE, dockerfile: str = "Dockerfile.agent") -> list[str]:
+    return build_argv(image, AGENT_DIR, dockerfile, build_args)

@@ -13,8 +13,8 @@ TYPE_CHECKING = False  # typing costs a few ms at start-up; annotations are neve
 if TYPE_CHECKING:
     from typing import Any
 
-from claude_bottle import egress, images, ssh
-from claude_bottle import dlp as dlp_mod, secrets as secrets_mod
+from claude_bottle import agents, egress, ssh
+from claude_bottle import dlp as dlp_mod, kubernetes_settings, secrets as secrets_mod
 from claude_bottle.errors import ManifestError
 
 MAX_BYTES = 1 << 20  # a manifest is a page of JSON; anything this large is a mistake or an attack
@@ -22,10 +22,9 @@ MAX_DEPTH = 16
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MEMORY_RE = re.compile(r"^[1-9][0-9]*[kmg]?$")
-RUNTIMES = ("docker", "smolmachines")
+RUNTIMES = ("docker", "smolmachines", "kubernetes")
 
-DEFAULT_AGENT_IMAGE = images.AGENT_IMAGE
-DEFAULT_AGENT_COMMAND = ("claude",)
+STATE_MODES = ("persist", "ephemeral")  # agent.state: keep the agent's home per bottle, or start clean
 DEFAULT_MEMORY = "4g"
 DEFAULT_PIDS = 1024
 MIN_MEMORY = 6 << 20  # Docker's own minimum for --memory
@@ -40,9 +39,9 @@ RESERVED_ENV = frozenset(
     }
 )  # fmt: skip
 
-TOP_KEYS = ("version", "name", "runtime", "workspace", "agent", "egress", "resources", "ssh", "secrets")
+TOP_KEYS = ("version", "name", "runtime", "workspace", "agent", "egress", "resources", "ssh", "secrets", "kubernetes")
 SSH_KEYS = ("agent", "known_hosts")
-AGENT_KEYS = ("image", "command", "env")
+AGENT_KEYS = ("kind", "image", "command", "env", "state")
 EGRESS_KEYS = ("allow", "trusted_ca", "network", "dlp")
 DOCKER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 RESOURCE_KEYS = ("memory", "pids", "cpus")
@@ -53,6 +52,8 @@ class Agent:
     image: str
     command: tuple[str, ...]
     env: tuple[tuple[str, str], ...]  # sorted by name
+    kind: str = agents.DEFAULT  # which agent (agents.KINDS): its defaults and credentials
+    state: str = "persist"  # "persist": a per-bottle volume keeps the home; "ephemeral": a tmpfs
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Manifest:
     secrets: tuple[secrets_mod.Secret, ...] = ()  # names and sources; values are read only when starting
     secrets_opted_out: tuple[str, ...] = ()  # names set to null (turns off the implicit ANTHROPIC_API_KEY)
     dlp: dlp_mod.Dlp | None = None  # egress.dlp, when the manifest has one
+    kubernetes: kubernetes_settings.Settings | None = None  # runtime "kubernetes": always set (defaults)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,7 +86,8 @@ class Manifest:
             "name": self.name,
             "runtime": self.runtime,
             "workspace": self.workspace,
-            "agent": {"image": self.agent.image, "command": list(self.agent.command), "env": dict(self.agent.env)},
+            "agent": {"kind": self.agent.kind, "image": self.agent.image, "command": list(self.agent.command),
+                      "env": dict(self.agent.env), "state": self.agent.state},
             "egress": {
                 "allow": list(dict.fromkeys(rule.normalized for rule in self.egress.rules)),
                 "trusted_ca": self.trusted_ca is not None,
@@ -93,6 +96,7 @@ class Manifest:
             },
             "resources": {"memory": self.resources.memory, "pids": self.resources.pids, "cpus": self.resources.cpus},
             **({"ssh": self.ssh.to_json()} if self.ssh else {}),
+            **({"kubernetes": self.kubernetes.to_json()} if self.kubernetes else {}),
             **({"secrets": self._secrets_json()} if self.secrets or self.secrets_opted_out else {}),
         }
 
@@ -269,6 +273,7 @@ def parse(document: Any, path: str) -> Manifest:
         resources=_resources(r, top.get("resources", {})),
         egress_network=egress_network,
         ssh=_ssh(r, top["ssh"], base, runtime) if "ssh" in top else None,
+        kubernetes=kubernetes_settings.from_top(r, top, runtime, egress.classify(rules)),
     )
     return _secrets_and_dlp(r, top, section, base, manifest)
 
@@ -285,10 +290,17 @@ def _existing(r: _Reader, value: Any, field: str, base: str, want_dir: bool) -> 
 
 def _agent(r: _Reader, value: Any) -> Agent:
     agent = r.obj(value, "agent", AGENT_KEYS)
-    image = r.nonempty(agent.get("image", DEFAULT_AGENT_IMAGE), "agent.image")
+    kind_name = r.nonempty(agent.get("kind", agents.DEFAULT), "agent.kind")
+    if kind_name not in agents.KINDS:
+        raise r.fail("agent.kind", f"must be one of {', '.join(agents.KINDS)}, not {kind_name!r}")
+    kind = agents.KINDS[kind_name]
+    state = r.nonempty(agent.get("state", "persist"), "agent.state")
+    if state not in STATE_MODES:
+        raise r.fail("agent.state", f"must be one of {', '.join(STATE_MODES)}, not {state!r}")
+    image = r.nonempty(agent.get("image", kind.image), "agent.image")
     if any(c.isspace() for c in image):
         raise r.fail("agent.image", f"{image!r} must not contain spaces")
-    command = DEFAULT_AGENT_COMMAND
+    command = kind.command
     if "command" in agent:
         raw = agent["command"]
         if not isinstance(raw, list) or not raw:
@@ -305,7 +317,7 @@ def _agent(r: _Reader, value: Any) -> Agent:
         if key in RESERVED_ENV:
             raise r.fail(field, "is set by claude-bottle itself and cannot be overridden")
         env.append((key, r.string(val, field)))
-    return Agent(image=image, command=command, env=tuple(sorted(env)))
+    return Agent(image=image, command=command, env=tuple(sorted(env)), kind=kind_name, state=state)
 
 
 def _egress(r: _Reader, section: dict[str, Any], base: str) -> tuple[tuple[egress.Rule, ...], str | None]:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-from claude_bottle import addressing, images, pipelock, smolfile, ssh
+from claude_bottle import addressing, agents, images, pipelock, smolfile, ssh
 from claude_bottle import dlp as dlp_mod, secrets as secrets_mod
 from claude_bottle.errors import RuntimeFailure
 from claude_bottle.manifest import Manifest, Resources
@@ -48,6 +48,16 @@ class Container:
 
 
 @dataclass(frozen=True)
+class Volume:
+    """The agent's home, kept per bottle across sessions: labelled with the bottle, not the session, so
+    a session's teardown leaves it; `cleanup --state` removes it."""
+
+    name: str
+    target: str
+    labels: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class Plan:
     name: str
     runtime: str
@@ -76,6 +86,8 @@ class Plan:
     vm_name: str | None = None
     ssh: ssh.SshPlan | None = None  # Docker runtime, when a rule is ssh:// or the manifest has `ssh`
     secrets: tuple[secrets_mod.Planned, ...] = ()  # names, sources and placeholders: never a value
+    agent_kind: str = agents.DEFAULT
+    state_volume: Volume | None = None  # None: the home is a tmpfs, a clean slate every session
 
     def container(self, role: str) -> Container:
         return next(c for c in self.containers if c.role == role)
@@ -91,6 +103,7 @@ class Plan:
             "pipelock": {"version": pipelock.PIPELOCK_VERSION, "config": json.loads(self.pipelock_yaml)},
             "bundle_policy": json.loads(self.bundle_policy),
             "agent": {
+                "kind": self.agent_kind,
                 "image": self.agent_image,
                 "command": list(self.agent_command),
                 "env": dict(self.agent_env),
@@ -116,6 +129,9 @@ class Plan:
                 ],
             },
         }  # fmt: skip
+        if self.state_volume is not None:
+            v = self.state_volume
+            out["resources"]["volumes"] = [{"name": v.name, "target": v.target, "labels": dict(v.labels)}]
         if self.ssh is not None:
             out["ssh"] = self.ssh.to_json()
         if self.secrets:
@@ -152,9 +168,10 @@ def bundle_policy(manifest: Manifest, secrets: tuple[secrets_mod.Planned, ...] =
 def plan_secrets(
     manifest: Manifest, session: str, environ: Mapping[str, str]
 ) -> tuple[secrets_mod.Planned, ...]:
-    """The manifest's secrets plus Claude Code's implicit one, each with this session's placeholder."""
+    """The manifest's secrets plus the agent's own credentials, each with this session's placeholder."""
     env_names = tuple(k for k, _ in manifest.agent.env)
-    found = secrets_mod.with_default(manifest.secrets, manifest.secrets_opted_out, env_names, manifest.egress, environ)
+    found = secrets_mod.with_default(manifest.secrets, manifest.secrets_opted_out, env_names, manifest.egress, environ,
+                                     agents.KINDS[manifest.agent.kind].credentials)  # fmt: skip
     return secrets_mod.plan(found, session)
 
 
@@ -168,7 +185,8 @@ def agent_user(uid: int, gid: int) -> str:
 def agent_env(
     manifest: Manifest, proxy_url: str, session: str, secrets: tuple[secrets_mod.Planned, ...] = ()
 ) -> tuple[tuple[str, str], ...]:
-    env = dict(manifest.agent.env)
+    env = dict(agents.KINDS[manifest.agent.kind].env)
+    env.update(manifest.agent.env)
     env.update({p.secret.name: p.placeholder for p in secrets})  # the agent holds placeholders only
     env.update({var: proxy_url for var in PROXY_VARS})
     env.update({var: CA_PATH for var in CA_VARS})
@@ -212,6 +230,7 @@ def build(
         manifest_path=manifest.path,
         workspace=manifest.workspace,
         agent_image=manifest.agent.image,
+        agent_kind=manifest.agent.kind,
         agent_command=command or manifest.agent.command,
         agent_user=agent_user(uid, gid),
         resources=manifest.resources,
@@ -265,4 +284,12 @@ def build(
         ),
         proxy_url=proxy_url,
         ssh=ssh.plan(manifest.egress, manifest.ssh, ssh_auth_sock),
+        state_volume=state_volume(manifest),
     )
+
+
+def state_volume(manifest: Manifest) -> Volume | None:
+    if manifest.agent.state != "persist":
+        return None
+    labels = ((f"{LABEL}.bottle", manifest.name), (f"{LABEL}.role", "state"))
+    return Volume(f"claude-bottle-{manifest.name}-state", AGENT_HOME, labels)

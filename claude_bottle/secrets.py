@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-from claude_bottle import egress as egress_mod
+from claude_bottle import agents, egress as egress_mod
 from claude_bottle.errors import ManifestError
 
 PLACEHOLDER_PREFIX = "claude-bottle-placeholder-"
@@ -34,8 +34,6 @@ FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "con
                              "te", "trailer", "expect", "proxy-authorization", "proxy-connection"})  # fmt: skip
 # Set by the plan itself, so a secret can't take their names.
 PLAN_ENV = frozenset({"HOME", "CLAUDE_BOTTLE", "CLAUDE_BOTTLE_SESSION"})
-# Claude Code out of the box: the host's ANTHROPIC_API_KEY, sent as x-api-key to the API.
-CLAUDE_KEY, CLAUDE_HOST, CLAUDE_HEADER = "ANTHROPIC_API_KEY", "api.anthropic.com", "x-api-key"
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,7 @@ class Secret:
     ref: str  # the host variable's name, or the file's absolute path
     hosts: tuple[str, ...]  # exact hosts, normalised and sorted
     header: str  # lower case
-    implicit: bool = False  # added by claude-bottle (ANTHROPIC_API_KEY), not written in the manifest
+    implicit: bool = False  # added by claude-bottle (the agent's own credentials), not written in the manifest
 
     @property
     def field(self) -> str:
@@ -148,12 +146,15 @@ def _inject(r: Any, value: Any, field: str, egress: egress_mod.Egress) -> tuple[
 
 
 def with_default(found: tuple[Secret, ...], opted_out: tuple[str, ...], agent_env: tuple[str, ...],
-                 egress: egress_mod.Egress, environ: Mapping[str, str]) -> tuple[Secret, ...]:  # fmt: skip
-    """Add Claude Code's key when the host has one, the API is allowed, and the manifest says nothing of it."""
+                 egress: egress_mod.Egress, environ: Mapping[str, str],
+                 credentials: tuple[agents.Credential, ...] = agents.KINDS[agents.DEFAULT].credentials,
+                 ) -> tuple[Secret, ...]:  # fmt: skip
+    """Add the agent's own credentials (agents.py) that the host has, whose API is allowed, and that the
+    manifest says nothing of: a placeholder for the agent, the value injected for that API only."""
     named = {s.name for s in found} | set(opted_out) | set(agent_env)
-    if CLAUDE_KEY in named or not environ.get(CLAUDE_KEY) or not covered(egress, CLAUDE_HOST):
-        return found
-    return found + (Secret(CLAUDE_KEY, "env", CLAUDE_KEY, (CLAUDE_HOST,), CLAUDE_HEADER, implicit=True),)
+    extra = tuple(Secret(c.env, "env", c.env, (c.host,), c.header, implicit=True) for c in credentials
+                  if c.env not in named and environ.get(c.env) and covered(egress, c.host))  # fmt: skip
+    return found + extra
 
 
 def placeholder(seed: str, name: str) -> str:

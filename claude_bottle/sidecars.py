@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from claude_bottle import docker_argv, images, secrets, session
+from claude_bottle import agents, docker_argv, images, secrets, session
 from claude_bottle.errors import BottleError, RuntimeFailure
 from claude_bottle.plan import Container, Plan
 from claude_bottle.runner import Runner
@@ -44,9 +44,10 @@ def ensure_images(runner: Runner, plan: Plan) -> None:
     if image_label(runner, plan.sidecars_image, images.PIPELOCK_LABEL) == "absent":
         check_pipelock(False, plan.sidecars_image)
     if not image_id(runner, plan.agent_image):
-        if plan.agent_image != images.AGENT_IMAGE:
+        kind = agents.KINDS[plan.agent_kind]
+        if plan.agent_image != kind.image:
             raise RuntimeFailure(f"agent image {plan.agent_image} is not present; build or pull it first")
-        build(runner, images.agent_build({}))
+        build(runner, images.agent_build({}, kind.image, kind.dockerfile))
 
 
 def image_label(runner: Runner, image: str, label: str) -> str:

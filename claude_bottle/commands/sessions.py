@@ -53,13 +53,26 @@ def find(runner: Runner) -> dict[str, Bottle]:
     return bottles
 
 
+def state_volumes(runner: Runner) -> dict[str, str]:
+    """Kept agent homes: volume name -> its bottle. They outlive sessions on purpose (see plan.Volume)."""
+    listed = runner.run(docker_argv.list_volumes(f"{LABEL}.role=state"), timeout=60)
+    prefix, suffix = "claude-bottle-", "-state"
+    return {v: v[len(prefix) : -len(suffix)] for v in listed.stdout.split()
+            if listed.returncode == 0 and v.startswith(prefix) and v.endswith(suffix)}  # fmt: skip
+
+
 def ps(runner: Runner, fmt: str) -> int:
     bottles = sorted(find(runner).values(), key=lambda b: (b.name, b.session))
+    volumes = state_volumes(runner)
     if fmt == "json":
-        print(json.dumps([{"name": b.name, "session": b.session, "launcher": b.launcher,
-                           "alive": session.launcher_alive(b.launcher), "containers": b.containers,
-                           "networks": b.networks, "vms": b.vms} for b in bottles], indent=2))  # fmt: skip
+        print(json.dumps({"sessions": [{"name": b.name, "session": b.session, "launcher": b.launcher,
+                                        "alive": session.launcher_alive(b.launcher), "containers": b.containers,
+                                        "networks": b.networks, "vms": b.vms} for b in bottles],
+                          "state_volumes": [{"name": v, "bottle": n} for v, n in sorted(volumes.items())]},
+                         indent=2))  # fmt: skip
         return 0
+    for volume, name in sorted(volumes.items()):
+        print(f"state  {name}  {volume}  (kept across sessions; `cleanup {name} --state` removes it)")
     if not bottles:
         print("no bottles")
         return 0
@@ -74,14 +87,16 @@ def ps(runner: Runner, fmt: str) -> int:
     return 0
 
 
-def cleanup(runner: Runner, name: str | None, force: bool) -> int:
+def cleanup(runner: Runner, name: str | None, force: bool, state: bool = False) -> int:
     removed = skipped = 0
+    live = set()
     for b in find(runner).values():
         if name is not None and b.name != name:
             continue
         if session.launcher_alive(b.launcher) and not force:
             print(f"skipping {b.name} {b.session}: its launcher ({b.launcher}) is still running (--force removes it)")
             skipped += 1
+            live.add(b.name)
             continue
         vms = [v["name"] for v in b.vms]
         problems = session.teardown(runner, session.session_label(b.session),
@@ -91,6 +106,15 @@ def cleanup(runner: Runner, name: str | None, force: bool) -> int:
             session.warn(f"cleanup {b.session}: {problem}")
         print(f"removed {b.name} {b.session}: {len(b.containers)} container(s), {len(b.networks)} network(s), "
               f"{len(b.vms)} microVM(s)")  # fmt: skip
+        removed += 1
+    for volume, owner in sorted(state_volumes(runner).items()) if state else ():
+        if (name is not None and owner != name) or owner in live:
+            continue  # a running session of that bottle still uses it
+        result = runner.run(docker_argv.volume_remove([volume]), timeout=120)
+        if result.returncode != 0:
+            session.warn(f"cleanup: removing {volume}: {(result.stderr or result.stdout).strip()}")
+            continue
+        print(f"removed {owner}'s state volume {volume}")
         removed += 1
     if not removed and not skipped:
         print("nothing to clean up")
@@ -102,4 +126,4 @@ def run(args: argparse.Namespace) -> int:
     sidecars.preflight(runner)
     if args.command == "ps":
         return ps(runner, args.format)
-    return cleanup(runner, None if args.all else args.name, args.force)
+    return cleanup(runner, None if args.all else args.name, args.force, args.state)

@@ -126,8 +126,29 @@ def probe_result(run: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return result
 
 
+_NAMED: list[str] = []
+
+
 def unique_name(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(3)}"
+    """A fresh name; a bottle of that name keeps a state volume by design, removed when the tests exit."""
+    if not _NAMED:
+        import atexit
+
+        atexit.register(_remove_state_volumes)
+    name = f"{prefix}-{secrets.token_hex(3)}"
+    _NAMED.append(name)
+    return name
+
+
+def _remove_state_volumes() -> None:
+    volumes = [f"claude-bottle-{n}-state" for n in _NAMED]
+    try:
+        listed = sh(["docker", "volume", "ls", "-q", "--filter", "label=org.claude-bottle.role=state"], check=False)
+        mine = sorted(set(listed.stdout.split()) & set(volumes))
+        if mine:
+            sh(["docker", "volume", "rm", "-f", *mine], check=False, timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
 
 
 class Scratch:
@@ -185,14 +206,15 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def make_tls(scratch: Scratch, ip: str) -> tuple[str, str, str]:
-    """A test CA and a server cert for `ip` (IP SAN), made with the openssl CLI. Returns paths."""
+def make_tls(scratch: Scratch, ip: str, *names: str) -> tuple[str, str, str]:
+    """A test CA and a server cert for `ip` (IP SAN) and any DNS `names`, made with the openssl CLI."""
     if shutil.which("openssl") is None:
         unavailable("openssl CLI not installed")
     d = scratch.dir
     ca_key, ca_pem = os.path.join(d, "ca.key"), os.path.join(d, "ca.pem")
     key, csr, crt = os.path.join(d, "srv.key"), os.path.join(d, "srv.csr"), os.path.join(d, "srv.pem")
-    ext = scratch.write("srv.ext", f"subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\n"
+    sans = ",".join([f"IP:{ip}", *(f"DNS:{n}" for n in names)])
+    ext = scratch.write("srv.ext", f"subjectAltName={sans}\nbasicConstraints=CA:FALSE\n"
                                     "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")  # fmt: skip
     sh(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=cb test CA",
         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",

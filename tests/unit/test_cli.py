@@ -198,7 +198,7 @@ class ValidateTest(CliCase):
     def test_text(self) -> None:
         code, out, _ = _run(["validate", "--format=text", MINIMAL])
         self.assertEqual(code, 0)
-        self.assertEqual(out, f"{MINIMAL}: ok (minimal, runtime docker, 5 egress hosts)\n")
+        self.assertEqual(out, f"{MINIMAL}: ok (minimal, runtime docker, 6 egress hosts)\n")
 
     def test_bad(self) -> None:
         path = self.write({"name": "x", "egress": {"allow": ["ok.com", "*"]}})

@@ -171,7 +171,7 @@ class ParseHostTest(unittest.TestCase):
 
 class PresetTest(unittest.TestCase):
     def test_every_preset_expands_to_valid_rules(self) -> None:
-        self.assertEqual(set(PRESETS), {"@anthropic", "@github", "@npm", "@pypi", "@go"})
+        self.assertEqual(set(PRESETS), {"@anthropic", "@github", "@npm", "@pypi", "@go", "@openai", "@gemini"})
         for name, members in PRESETS.items():
             with self.subTest(preset=name):
                 rules = _expand([name])
@@ -187,8 +187,13 @@ class PresetTest(unittest.TestCase):
         hosts = {r.host for r in _expand(["@anthropic"])}
         self.assertIn("api.anthropic.com", hosts)
         self.assertIn("statsig.anthropic.com", hosts)
-        self.assertIn("statsig.com", hosts)
-        self.assertTrue(any("sentry.io" in h for h in hosts))
+        self.assertTrue({"claude.ai", "platform.claude.com", "console.anthropic.com"} <= hosts)  # login
+        # Shared third-party telemetry services would be channels out for anything.
+        self.assertFalse({"statsig.com", "sentry.io"} & hosts)
+
+    def test_other_agents(self) -> None:
+        self.assertEqual({r.host for r in _expand(["@openai"])}, {"api.openai.com"})
+        self.assertEqual({r.host for r in _expand(["@gemini"])}, {"generativelanguage.googleapis.com"})
 
     def test_github(self) -> None:
         hosts = {r.host for r in _expand(["@github"])}
@@ -212,7 +217,7 @@ class PresetTest(unittest.TestCase):
         with self.assertRaises(_Boom) as cm:
             _expand(["@zzzzzzzz"])
         self.assertIn("unknown preset", cm.exception.message)
-        self.assertIn("known: @anthropic, @github, @go, @npm, @pypi", cm.exception.message)
+        self.assertIn("known: @anthropic, @gemini, @github, @go, @npm, @openai, @pypi", cm.exception.message)
 
     def test_preset_is_case_sensitive(self) -> None:
         with self.assertRaises(_Boom):

@@ -11,7 +11,7 @@ import unittest
 from typing import Any
 from unittest import mock
 
-from claude_bottle import manifest
+from claude_bottle import agents, manifest
 from claude_bottle.errors import EXIT_USAGE, ManifestError, UsageError
 
 CERT = """-----BEGIN CERTIFICATE-----
@@ -77,8 +77,8 @@ class MinimalTest(ManifestCase):
         self.assertEqual(m.name, "demo")
         self.assertEqual(m.runtime, "docker")
         self.assertIsNone(m.workspace)
-        self.assertEqual(m.agent.image, manifest.DEFAULT_AGENT_IMAGE)
-        self.assertEqual(m.agent.command, ("claude",))
+        self.assertEqual(m.agent.image, agents.KINDS["claude"].image)
+        self.assertEqual(m.agent.command, ("claude", "--dangerously-skip-permissions"))
         self.assertEqual(m.agent.env, ())
         self.assertEqual(m.egress.rules, ())
         self.assertEqual(m.egress.allowlist, ())
@@ -146,7 +146,7 @@ class MinimalTest(ManifestCase):
     def test_egress_empty_sections(self) -> None:
         self.assertEqual(self.load({"name": "demo", "egress": {}}).egress.rules, ())
         self.assertEqual(self.load({"name": "demo", "egress": {"allow": []}}).egress.rules, ())
-        self.assertEqual(self.load({"name": "demo", "agent": {}, "resources": {}}).agent.command, ("claude",))
+        self.assertEqual(self.load({"name": "demo", "agent": {}, "resources": {}}).agent.command, ("claude", "--dangerously-skip-permissions"))
 
 
 class UnknownKeyTest(ManifestCase):
@@ -163,7 +163,7 @@ class UnknownKeyTest(ManifestCase):
 
     def test_unknown_key_without_close_match_lists_known(self) -> None:
         self.assertFieldError({"name": "demo", "zzzzzz": 1}, "zzzzzz", "known keys: version, name")
-        self.assertFieldError({"name": "demo", "agent": {"qqqqq": 1}}, "agent.qqqqq", "known keys: image, command, env")
+        self.assertFieldError({"name": "demo", "agent": {"qqqqq": 1}}, "agent.qqqqq", "known keys: kind, image, command, env, state")
     def test_unknown_key_with_newline_is_one_line(self) -> None:
         # Was a bug: the unknown key is put into the field path raw, so {"na\nme": 1} gives a two-line error
         # ("FILE: na<newline>me: unknown key ..."). Field paths should quote or escape odd keys.

@@ -12,7 +12,7 @@ import unittest
 from typing import Any
 from unittest import mock
 
-from claude_bottle import addressing, images, manifest, pipelock, plan
+from claude_bottle import agents, addressing, images, manifest, pipelock, plan
 from claude_bottle.plan import LABEL
 
 SESSION = "abcd1234"
@@ -98,8 +98,8 @@ class DockerTopologyTest(unittest.TestCase):
         self.assertEqual(plan.session_labels("x", "s"), ((f"{LABEL}.bottle", "x"), (f"{LABEL}.session", "s")))
 
     def test_images(self) -> None:
-        self.assertEqual(self.plan.container("agent").image, manifest.DEFAULT_AGENT_IMAGE)
-        self.assertEqual(self.plan.agent_image, manifest.DEFAULT_AGENT_IMAGE)
+        self.assertEqual(self.plan.container("agent").image, agents.KINDS["claude"].image)
+        self.assertEqual(self.plan.agent_image, agents.KINDS["claude"].image)
         self.assertEqual(self.plan.container("bundle").image, self.plan.sidecars_image)
         self.assertEqual(self.plan.sidecars_image, images.sidecars_image())
 
@@ -192,7 +192,7 @@ class AgentUserTest(unittest.TestCase):
 
 class CommandTest(unittest.TestCase):
     def test_default_from_manifest(self) -> None:
-        self.assertEqual(_docker().agent_command, ("claude",))
+        self.assertEqual(_docker().agent_command, ("claude", "--dangerously-skip-permissions"))
         self.assertEqual(_docker(doc={"agent": {"command": ["bash", "-l"]}}).agent_command, ("bash", "-l"))
 
     def test_override(self) -> None:
@@ -201,7 +201,7 @@ class CommandTest(unittest.TestCase):
         self.assertEqual(p.to_json()["agent"]["command"], ["claude", "--resume", "--", "x"])
 
     def test_empty_override_keeps_manifest(self) -> None:
-        self.assertEqual(_docker(command=()).agent_command, ("claude",))
+        self.assertEqual(_docker(command=()).agent_command, ("claude", "--dangerously-skip-permissions"))
 
 
 class SmolmachinesTest(unittest.TestCase):
@@ -292,14 +292,14 @@ class JsonTest(unittest.TestCase):
         self.assertEqual((doc["name"], doc["runtime"], doc["session"]), ("demo", "docker", SESSION))
         self.assertEqual(doc["manifest"], "/nowhere/m.json")
         self.assertEqual(doc["workspace"], ws)
-        self.assertEqual(set(doc["agent"]), {"image", "command", "env", "user", "resources", "proxy"})
+        self.assertEqual(set(doc["agent"]), {"kind", "image", "command", "env", "user", "resources", "proxy"})
         self.assertEqual(doc["agent"]["resources"], {"memory": "4g", "pids": 1024, "cpus": 1.5})
         self.assertEqual(doc["agent"]["proxy"], "http://bundle:8080")
         self.assertEqual(doc["pipelock"]["version"], pipelock.PIPELOCK_VERSION)
         self.assertEqual(doc["pipelock"]["config"], pipelock.config(m.egress))
         self.assertEqual(doc["egress"], json.loads(json.dumps(m.egress.to_json())))
         self.assertEqual(doc["egress"]["ssrf_allow"], ["10.0.0.3/32"])
-        self.assertEqual(set(doc["resources"]), {"networks", "containers"})
+        self.assertEqual(set(doc["resources"]), {"networks", "containers", "volumes"})  # volumes: the kept home
         self.assertEqual(len(doc["resources"]["networks"]), 2)
         self.assertEqual({c["role"] for c in doc["resources"]["containers"]}, {"bundle", "agent"})
         for item in doc["resources"]["networks"] + doc["resources"]["containers"]:
