@@ -6,7 +6,6 @@ its Docker IP; the VM's only allowed CIDR is that one address, so it must be kno
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Iterable
 
@@ -15,6 +14,8 @@ SKIPPED_THIRD_OCTETS = frozenset({17})
 
 
 def _candidates(slug: str) -> Iterable[int]:
+    import hashlib  # only smolmachines plans need it: a Docker bottle's dry run should not pay for it
+
     start = int.from_bytes(hashlib.sha256(slug.encode()).digest()[:4], "big") % 256
     for offset in range(256):
         n = (start + offset) % 256

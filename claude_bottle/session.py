@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
 
-from claude_bottle import docker_argv
 from claude_bottle.errors import Interrupted
 from claude_bottle.plan import LABEL
-from claude_bottle.runner import Runner
+
+TYPE_CHECKING = False  # the dry run imports this module for the ids alone: keep it light
+if TYPE_CHECKING:
+    from claude_bottle.runner import Runner
 
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -32,14 +33,14 @@ def placeholder_seed() -> str:
 
 def launcher_id() -> str:
     """Written on every resource so `cleanup` can tell a live session from an orphan."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{os.uname().nodename}:{os.getpid()}"  # what socket.gethostname() returns, without socket
 
 
 def launcher_alive(value: str) -> bool:
     host, _, pid = value.rpartition(":")
     if not pid.isdigit():
         return False  # no launcher recorded: nothing can still be running it
-    if host != socket.gethostname():
+    if host != os.uname().nodename:
         return True  # another machine's launcher (a shared Docker host): assume alive; --force overrides
     try:
         os.kill(int(pid), 0)
@@ -116,6 +117,8 @@ def save_then(save: Callable[[], None], remove: Callable[[], list[str]]) -> list
 
 def teardown(runner: Runner, label: str, extra: Callable[[], None] | None = None) -> list[str]:
     """Remove every container, then every network, carrying `label`. Returns problems, never raises."""
+    from claude_bottle import docker_argv
+
     problems: list[str] = []
     if extra is not None:
         try:
