@@ -53,6 +53,26 @@ def parser() -> argparse.ArgumentParser:
     validate.add_argument("manifest", metavar="MANIFEST")
     validate.add_argument("--format", choices=("text", "json"), default="json")
 
+    verify = sub.add_parser(
+        "verify", help="start the bottle, prove from inside that its policy holds, remove it",
+        description="Start the bottle MANIFEST describes (docker runtime), run a built-in battery inside it\n"
+                    "with the agent image's python3, and remove everything. Allowed rules are reported as\n"
+                    "reached or not (never a failure); every way out must be refused.",
+        epilog="exit status:\n  0    every escape was refused\n  1    at least one was not (or could not be "
+               "tried), or a failure at run time\n  2    bad input, an agent image without python3, or a runtime "
+               "verify does not support yet\n  125  Docker is missing, unreachable or unsafe; nothing was created\n"
+               "  129/130/143  stopped by SIGHUP/SIGINT/SIGTERM; everything was removed\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    verify.add_argument("manifest", metavar="MANIFEST", help="path to the manifest (JSON)")
+    verify.add_argument("--format", choices=("text", "json"), default="text", help="a table, or JSON")
+    # Defaults live in claude_bottle.verify (a unit test holds this help to them); None keeps cli.py light.
+    verify.add_argument("--outside", metavar="ADDR", help="an IPv4 address outside the bottle, for the direct "
+                        "TCP, UDP and ICMP attempts (default: the public resolver 1.1.1.1)")  # fmt: skip
+    verify.add_argument("--outside6", metavar="ADDR", help="an IPv6 address outside the bottle "
+                        "(default: 2606:4700:4700::1111)")  # fmt: skip
+    verify.add_argument("--outside-name", metavar="NAME", help="a name that resolves outside the bottle "
+                        "(default: example.com)")  # fmt: skip
+
     ps = sub.add_parser("ps", help="list running bottles")
     ps.add_argument("--format", choices=("text", "json"), default="text")
 
@@ -72,10 +92,24 @@ def parser() -> argparse.ArgumentParser:
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new decisions")
     logs.add_argument("--json", action="store_true", help="JSON lines instead of aligned text")
 
+    render = sub.add_parser("render", help="print a bottle's objects for another executor (a cluster)",
+                            usage="%(prog)s --target kubernetes [options] MANIFEST [-- CMD ...]",
+                            description="Print the session's Kubernetes objects as one kubectl-appliable "
+                                        "document (a v1 List in JSON); what only a running session has "
+                                        "(the bundle's CA, secret values) is explained on stderr.")  # fmt: skip
+    render.add_argument("manifest", metavar="MANIFEST")
+    render.add_argument("--target", choices=("kubernetes",), required=True, help="what to render for")
+    render.add_argument("--agent", choices=("pod", "sandbox"), help="the agent as a Pod or an agent-sandbox "
+                        "Sandbox (default: the manifest's kubernetes.agent; \"auto\" renders a Pod)")  # fmt: skip
+    render.add_argument("--with-secret-values", action="store_true",
+                        help="put the secrets' values into the Secret (they are then in the output)")
+    render.set_defaults(agent_command=[])
+
     build = sub.add_parser("build", help="build the sidecars image (and optionally the agent image)")
     build.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE",
                        help="passed to docker build (e.g. BASE_IMAGE=...)")  # fmt: skip
-    build.add_argument("--agent", action="store_true", help="also build the Claude Code agent image")
+    build.add_argument("--agent", nargs="?", const="claude", choices=("claude", "codex", "gemini"), metavar="KIND",
+                       help="also build an agent image: claude (the default), codex or gemini")
     build.add_argument("--print-tag", action="store_true", help="print the sidecars image tag and exit")
     return top
 
@@ -90,8 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv, command = argv[:cut], argv[cut + 1 :]
     args = parser().parse_args(argv)
     if command is not None:
-        if args.command != "start":
-            return _usage("only `start` takes `-- CMD`")
+        if args.command not in ("start", "render"):
+            return _usage("only `start` and `render` take `-- CMD`")
         if not command:
             return _usage("`--` must be followed by a command")
         args.agent_command = command
@@ -107,10 +141,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             from claude_bottle.commands import start
 
             return start.run(args)
+        if args.command == "verify":
+            from claude_bottle.commands import verify as verify_cmd
+
+            return verify_cmd.run(args)
         if args.command == "logs":
             from claude_bottle.commands import logs as logs_cmd
 
             return logs_cmd.run(args)
+        if args.command == "render":
+            from claude_bottle.commands import render as render_cmd
+
+            return render_cmd.run(args)
         if args.command in ("ps", "cleanup"):
             from claude_bottle.commands import sessions
 

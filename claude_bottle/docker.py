@@ -10,8 +10,18 @@ from claude_bottle.errors import ManifestError
 from claude_bottle.plan import Container, Plan
 from claude_bottle.runner import Runner
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-def start(plan: Plan, secret_values: dict[str, str], runner: Runner, state_dir: str | None = None) -> int:
+    # Runs the agent from `docker start --attach` argv, instead of handing it our terminal, and returns
+    # its exit status: how `verify` captures its probe's output. None (start): the terminal is the agent's.
+    AgentRun = Callable[[list[str]], int]
+    Files = dict[str, tuple[bytes, int]]
+
+
+def start(plan: Plan, secret_values: dict[str, str], runner: Runner, state_dir: str | None = None, *,
+          extra_files: Files | None = None, run: AgentRun | None = None) -> int:
     """Check what a run needs (nothing is created before all of it holds), then run the plan."""
     sidecars.preflight(runner)
     if plan.ssh is not None and plan.ssh.unknown:
@@ -19,7 +29,7 @@ def start(plan: Plan, secret_values: dict[str, str], runner: Runner, state_dir: 
                      "those hosts' keys; seed them with ssh.known_hosts (see the README)")  # fmt: skip
     check_external_networks(runner, plan)
     sidecars.ensure_images(runner, plan)
-    return execute(plan, runner, secret_values, state_dir or paths.state_dir())
+    return execute(plan, runner, secret_values, state_dir or paths.state_dir(), extra_files=extra_files, run=run)
 
 
 def check_external_networks(runner: Runner, plan: Plan) -> None:
@@ -32,15 +42,17 @@ def check_external_networks(runner: Runner, plan: Plan) -> None:
             raise ManifestError(plan.manifest_path, "egress.network", f"Docker network {name!r} does not exist")
 
 
-def execute(plan: Plan, runner: Runner, secret_values: dict[str, str], state_dir: str) -> int:
+def execute(plan: Plan, runner: Runner, secret_values: dict[str, str], state_dir: str, *,
+            extra_files: Files | None = None, run: AgentRun | None = None) -> int:
     """Run a plan to the end; whatever happens, save the bundle's decisions, then remove everything
-    carrying the session's label."""
+    carrying the session's label. `extra_files` go into the agent with the CA, before it starts."""
 
     def body() -> int:
         sidecars.start_bundle(runner, plan, secret_values)
         ensure_state_volume(runner, plan)
-        files = create_agent(runner, plan)  # overlaps the bundle's boot (mitmdump takes about a second)
-        return run_agent(runner, plan, sidecars.wait_bundle(runner, plan.container("bundle")), files)
+        files = create_agent(runner, plan, interactive=run is None)  # overlaps the bundle's boot (about 1 s)
+        files.update(extra_files or {})
+        return run_agent(runner, plan, sidecars.wait_bundle(runner, plan.container("bundle")), files, run)
 
     def cleanup() -> list[str]:
         return session.save_then(lambda: audit.finish(runner, plan, secret_values, state_dir),
@@ -59,19 +71,23 @@ def ensure_state_volume(runner: Runner, plan: Plan) -> None:
                   "giving the state volume to the agent's user")  # fmt: skip
 
 
-def create_agent(runner: Runner, plan: Plan) -> dict[str, tuple[bytes, int]]:
-    """Create (not start) the agent; returns the files it still needs. Runs while the bundle boots."""
+def create_agent(runner: Runner, plan: Plan, interactive: bool = True) -> dict[str, tuple[bytes, int]]:
+    """Create (not start) the agent; returns the files it still needs. Runs while the bundle boots.
+    Not interactive: no stdin and no tty, so its output can be captured as it was written."""
     agent = plan.container("agent")
-    tty = sys.stdin.isatty() and sys.stdout.isatty()
-    sidecars.must(runner, docker_argv.agent_create(plan, agent, True, tty), "creating the agent container")
+    tty = interactive and sys.stdin.isatty() and sys.stdout.isatty()
+    sidecars.must(runner, docker_argv.agent_create(plan, agent, interactive, tty), "creating the agent container")
     return ssh_files(runner, plan, agent) if plan.ssh is not None else {}
 
 
-def run_agent(runner: Runner, plan: Plan, ca_pem: str, files: dict[str, tuple[bytes, int]]) -> int:
+def run_agent(runner: Runner, plan: Plan, ca_pem: str, files: dict[str, tuple[bytes, int]],
+              run: AgentRun | None = None) -> int:
     agent = plan.container("agent")
     files = {**files, plan_mod.CA_PATH.lstrip("/"): (ca_pem.encode(), 0o444)}
     sidecars.must(runner, docker_argv.copy_in(agent.name, "/"), "giving the agent the CA certificate",
                   input=docker_argv.tar_of(files))  # fmt: skip
+    if run is not None:
+        return run(docker_argv.start_attached(agent.name, False))
     return runner.attach(docker_argv.start_attached(agent.name, True))
 
 

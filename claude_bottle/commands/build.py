@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from claude_bottle import images, sidecars
+from claude_bottle import agents, images, sidecars
 from claude_bottle.errors import UsageError
 from claude_bottle.runner import SubprocessRunner
 
@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     sidecars.preflight(runner)
     sidecars.build(runner, images.sidecars_build(tag, build_args, sidecars.pipelock_state(runner, build_args)))
     if args.agent:
-        sidecars.build(runner, images.agent_build(build_args))
+        kind = agents.KINDS[args.agent]
+        sidecars.build(runner, images.agent_build(build_args, kind.image, kind.dockerfile))
     print(tag)
     return 0

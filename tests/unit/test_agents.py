@@ -64,3 +64,14 @@ class KindsTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CliTest(unittest.TestCase):
+    def test_build_agent_choices_are_the_kinds(self) -> None:
+        # cli.py spells them out so that parsing never imports the table (start-up time).
+        from claude_bottle import cli
+
+        parser = cli.parser()
+        build = next(a for a in parser._subparsers._group_actions[0].choices["build"]._actions  # noqa: SLF001
+                     if "--agent" in a.option_strings)  # fmt: skip
+        self.assertEqual(set(build.choices), set(agents.KINDS))
