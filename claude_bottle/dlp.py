@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 from claude_bottle import egress as egress_mod
+from claude_bottle.bundle import shared
 
-MODES = ("scan", "warn", "skip")
+MODES = shared.DLP_MODES
 DEFAULT_MODE = "scan"
 # The model APIs: a false positive there would stop the agent mid-task, so they log instead of block.
 WARN_BY_DEFAULT = ("api.anthropic.com", "claude.ai", "api.openai.com", "generativelanguage.googleapis.com")

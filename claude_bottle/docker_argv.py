@@ -10,9 +10,10 @@ import tarfile
 from collections.abc import Iterable
 
 from claude_bottle import ssh
+from claude_bottle.bundle import shared
 from claude_bottle.plan import AGENT_HOME, BUNDLE_ALIAS, Container, Network, Plan, Volume
 
-BUNDLE_CONFIG_DIR = "/etc/claude-bottle"
+BUNDLE_CONFIG_DIR = shared.CONFIG_DIR
 SUPERVISE = ["python3", "/opt/claude-bottle/supervise.py"]
 PIPELOCK_MARKER = "/opt/claude-bottle/pipelock-present"  # written by Dockerfile.sidecars
 BUNDLE_MEMORY = "1g"

@@ -25,11 +25,12 @@ TYPE_CHECKING = False  # typing costs a few ms at start-up; annotations are neve
 if TYPE_CHECKING:
     from typing import Any
 
+from claude_bottle.bundle import shared
 from claude_bottle.egress import Egress
 
 PIPELOCK_VERSION = "3.5.0"  # keep in step with PIPELOCK_IMAGE in bundle/Dockerfile.sidecars
-PIPELOCK_PORT = 8888  # loopback inside the bundle only: the agent must not bypass mitmdump's port gates
-PIPELOCK_LISTEN = f"127.0.0.1:{PIPELOCK_PORT}"
+PIPELOCK_PORT = shared.PIPELOCK_PORT  # loopback inside the bundle only: the agent must not bypass the addon
+PIPELOCK_LISTEN = shared.PIPELOCK_LISTEN
 # pipelock's per-domain rate limit cannot be switched off (<= 0 becomes 60/min); an agent that
 # installs packages easily makes hundreds of requests a minute to one registry.
 RATE_LIMIT_PER_MINUTE = 100_000

@@ -15,10 +15,11 @@ if TYPE_CHECKING:
 
 from claude_bottle import addressing, agents, images, pipelock, smolfile, ssh
 from claude_bottle import dlp as dlp_mod, secrets as secrets_mod
+from claude_bottle.bundle import shared
 from claude_bottle.errors import RuntimeFailure
 from claude_bottle.manifest import Manifest, Resources
 
-PROXY_PORT = 8080  # mitmdump, the bundle's only agent-facing port
+PROXY_PORT = shared.PROXY_PORT  # mitmdump, the bundle's only agent-facing port
 BUNDLE_ALIAS = "bundle"  # the bundle's name on the internal network
 CA_PATH = "/etc/claude-bottle/ca.pem"  # the mitmdump CA's public cert, inside the agent
 AGENT_HOME = "/home/agent"

@@ -21,9 +21,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 from claude_bottle import agents, egress as egress_mod
+from claude_bottle.bundle import shared
 from claude_bottle.errors import ManifestError
 
-PLACEHOLDER_PREFIX = "claude-bottle-placeholder-"
+PLACEHOLDER_PREFIX = shared.PLACEHOLDER_PREFIX
 KEYS = ("from_env", "from_file", "inject")
 INJECT_KEYS = ("hosts", "header")
 MAX_FILE_BYTES = 64 * 1024  # a credential, not a document

@@ -1,0 +1,22 @@
+"""What the launcher and the bundle must agree on, written once.
+
+The launcher imports this as claude_bottle.bundle.shared; the bundle image ships the same file next
+to the supervisor and the addon, which import it as the sibling module `shared`. A test holds both
+sides to it. Stdlib only, no imports: it must load anywhere.
+"""
+
+PROXY_PORT = 8080  # mitmdump: the bundle's one agent-facing port
+PIPELOCK_HOST = "127.0.0.1"  # loopback only: the agent must never reach pipelock past the addon
+PIPELOCK_PORT = 8888
+PIPELOCK_LISTEN = f"{PIPELOCK_HOST}:{PIPELOCK_PORT}"
+CONFIG_DIR = "/etc/claude-bottle"  # where the launcher copies policy.json, pipelock.yaml, secrets.json
+
+# A secret's stand-in in the agent: prefix, the secret's name, "-", 32 hex digits of a per-session seed.
+PLACEHOLDER_PREFIX = "claude-bottle-placeholder-"
+PLACEHOLDER_PATTERN = r"^claude-bottle-placeholder-[A-Za-z_][A-Za-z0-9_]*-[0-9a-f]{32}$"
+
+DLP_MODES = ("scan", "warn", "skip")
+
+# The addon's log lines: these events, and only these fields (never headers, bodies, paths or queries).
+LOG_EVENTS = ("allowed", "blocked", "tunnel_open", "ready", "fatal", "injected", "warning", "failed")
+LOG_FIELDS = ("host", "port", "reason", "method", "scheme", "peer", "kind", "secret", "rules", "mode")
