@@ -328,9 +328,17 @@ class Mitmdump:
             self.cond.notify_all()
 
     def events(self, event: str | None = None) -> list[dict[str, Any]]:
-        out = []
+        """The addon's records so far. The addon logs a decision before it answers, but the line reaches
+        us through a pipe and a reader thread: wait until the log has been quiet for a moment first."""
         with self.cond:
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                seen = len(self.lines)
+                self.cond.wait(0.03)
+                if len(self.lines) == seen:
+                    break
             lines = list(self.lines)
+        out = []
         for line in lines:
             try:
                 rec = json.loads(line)
