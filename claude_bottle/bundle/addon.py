@@ -20,7 +20,8 @@ import urllib.parse
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import dlp  # noqa: E402  (sibling files in the bundle, not a package)
+import detect  # noqa: E402  (sibling files in the bundle, not a package)
+import dlp  # noqa: E402
 import policy as pol  # noqa: E402
 import tunnel as tun  # noqa: E402
 
@@ -36,7 +37,11 @@ TUNNEL_TIMEOUT_S = 30.0  # asking pipelock, which dials the target before it ans
 PREOPENED_TTL_S = 30.0  # a tunnel opened for a plain-HTTP request that mitmproxy then did not need
 SECRETS_PATH = os.environ.get("CLAUDE_BOTTLE_SECRETS", "/etc/claude-bottle/secrets.json")
 STREAM_OVER = 1 << 20  # bigger bodies are passed through as they arrive, not buffered in memory
-MAX_BACKGROUND = 8  # warn-mode scans in flight; more are skipped (and logged) rather than queued
+DETECT_INLINE = 64 << 10  # detect.scan on the event loop below this size, in a worker thread above it
+# warn-mode scans in flight (running or waiting for the scanner); more are skipped and logged, each by
+# host, port and method, rather than queued without bound. With the scanner at about a millisecond a
+# scan, a burst of hundreds of parallel requests is still scanned whole.
+MAX_BACKGROUND = 512
 # An HTTP/1 request line ("GET /") or h2's preface ("PRI *"); "GET" alone may still become one.
 _HTTP_START = re.compile(rb"[A-Z]{1,20}( |$)")
 _DENIED = "claude_bottle_denied"
@@ -163,6 +168,8 @@ class Gate:
         d = pol.decide(self.policy, flow.request.host, flow.request.port)
         if not d.allowed:
             return _deny(flow, d.reason)
+        if self._host_refused(flow):
+            return
         emit("tunnel_open", host=flow.request.host, port=flow.request.port, reason=d.reason)
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -204,31 +211,50 @@ class Gate:
         req = flow.request
         mode = flow.metadata.get(_MODE) or self.policy.dlp.mode(req.host)
         raw = req.raw_content or b""
+        # What the server will read, gzip & co undone, in bounded memory: mitmproxy's get_content would
+        # inflate a small gzip bomb whole, before any size check. Decoding stops past the scan limit.
+        coding = req.headers.get("content-encoding", "")
+        limit = dlp.MAX_SCAN_BYTES
         try:
-            body = req.get_content(strict=True) or b""  # what the server will read: gzip & co undone
-        except ValueError:
+            decoded = dlp.decode_body(raw, coding, limit)
+        except ValueError as e:
             if mode == "scan":
-                return _deny(flow, "cannot decode the request body's Content-Encoding to scan it (failing closed)",
-                             kind="dlp_error", mode=mode)  # fmt: skip
-            body = raw
+                return _deny(flow, f"cannot decode the request body's Content-Encoding to scan it: {e} (failing "
+                                   "closed)", kind="dlp_error", mode=mode)  # fmt: skip
+            decoded, coding = dlp.Decoded(raw, len(raw) > limit), ""  # warn, skip: the bytes as sent
+        body = decoded.body
+        too_big = ""
+        if decoded.over and dlp.content_codings(coding):
+            too_big = f"request body is over the {limit}-byte DLP scan limit after decoding its Content-Encoding"
+        elif decoded.over:
+            too_big = f"request body of {len(body)} bytes is over the {limit}-byte DLP scan limit"
         for data in {raw, body}:
             secret = self._misplaced(flow, data.decode("latin-1"), None)
             if secret is not None:
                 return _deny(flow, pol.placeholder_rule(secret, req.host, req.scheme), kind="placeholder",
                              secret=secret.name)  # fmt: skip
         if mode == "scan":
-            if len(body) > dlp.MAX_SCAN_BYTES:
-                return _deny(flow, f"request body of {len(body)} bytes is over the {dlp.MAX_SCAN_BYTES}-byte DLP "
-                                   "scan limit (failing closed)", kind="dlp_error", mode=mode)  # fmt: skip
+            if too_big:
+                return _deny(flow, f"{too_big} (failing closed)", kind="dlp_error", mode=mode)
             result = await self.scanner.scan(self._scan_text(flow, body))
             if result.verdict == "leak":
                 return _deny(flow, f"secret detected by gitleaks: {', '.join(result.rules)}", kind="dlp",
                              rules=list(result.rules), mode=mode)  # fmt: skip
             if result.verdict != "clean":
                 return _deny(flow, f"DLP scan failed: {result.reason} (failing closed)", kind="dlp_error", mode=mode)
-        elif mode == "warn":
-            if len(body) > dlp.MAX_SCAN_BYTES:
-                self._warn_scan(flow, self._scan_text(flow, b""), f"body of {len(body)} bytes not scanned")
+        # After gitleaks, so that what both catch is named by gitleaks' rule id.
+        if mode in ("scan", "warn") and not too_big:
+            findings = await self._detect(flow, body)
+            if findings:
+                rules = sorted({f.rule for f in findings})
+                reason = f"sensitive data found: {'; '.join(f.describe() for f in findings[:4])}"
+                if mode == "scan":
+                    return _deny(flow, reason, kind="dlp", rules=rules, mode=mode)
+                emit("warning", host=req.host, port=req.port, method=req.method, kind="dlp", rules=rules, mode=mode,
+                     reason=f"{reason} (passed: warn mode)")  # fmt: skip
+        if mode == "warn":
+            if too_big:
+                self._warn_scan(flow, self._scan_text(flow, b""), f"{too_big}: not scanned")
             else:
                 self._warn_scan(flow, self._scan_text(flow, body))
         self._inject(flow)  # after the scan: gitleaks never sees a real value
@@ -279,7 +305,10 @@ class Gate:
         if flow.metadata.get(_DENIED) or not msg or "killed" in msg.lower() or "client disconnected" in msg.lower():
             return
         req = flow.request
-        emit("failed", host=req.host, port=req.port, method=req.method, kind="upstream", reason=msg[:300])
+        # mitmproxy's text can quote what the server sent ('Bad HTTP response line: b"..."'), which may
+        # hold an echoed secret: keep only the words before the first quote.
+        reason = re.split(r"""b?["']""", msg, maxsplit=1)[0].strip().rstrip(":")[:200] or "the server broke off"
+        emit("failed", host=req.host, port=req.port, method=req.method, kind="upstream", reason=reason)
 
     def _refused_by_pipelock(self, host: str, port: int, refused: tun.Refused, flow: http.HTTPFlow | None) -> None:
         """One log line per refusal; a 403 (or 502 when pipelock could not reach the target) for the flow."""
@@ -319,7 +348,47 @@ class Gate:
             d = pol.Decision(False, "request trailers are not allowed (they would pass unscanned)")
         if not d.allowed:
             _deny(flow, d.reason)
-        return d.allowed
+            return False
+        return not self._host_refused(flow)
+
+    def _host_refused(self, flow: http.HTTPFlow) -> bool:
+        """What only a wildcard let through: a known exfiltration, paste or tunnel service (a deny list
+        that beats broad rules; a rule naming the host exactly still allows it), and data encoded into
+        the labels left of the wildcard's domain (a DLP finding, so the host's mode decides)."""
+        req = flow.request
+        host = pol.normalize_host(req.host)
+        if host is None:
+            return False
+        matching = [r for r in self.policy.rules if r.matches(host)]
+        if not matching or any(r.host == host and not r.wildcard for r in matching):
+            return False  # a rule naming the host exactly: the user's explicit choice
+        service = detect.denied_service(host)
+        if service is not None:
+            _deny(flow, f"{service}; a rule naming it exactly would allow it", kind="deny_list")
+            return True
+        mode = self.policy.dlp.mode(req.host)
+        for rule in matching:
+            # The name as sent: a mixed-case label is itself a sign of base64 (DNS ignores case).
+            sent = req.authority.rpartition(":")[0] if req.method == "CONNECT" and req.authority else req.host
+            why = detect.label_exfil((sent or req.host).rstrip("."), rule.host) if mode != "skip" else None
+            if why is None:
+                continue
+            if mode == "scan":
+                _deny(flow, f"data encoded in the host name: {why}", kind="dlp", rules=["hostname-label"], mode=mode)
+                return True
+            emit("warning", host=req.host, port=req.port, kind="dlp", rules=["hostname-label"], mode=mode,
+                 reason=f"data encoded in the host name: {why} (passed: warn mode)")  # fmt: skip
+            return False
+        return False
+
+    async def _detect(self, flow: http.HTTPFlow, body: bytes) -> list[detect.Finding]:
+        """The validated detectors (detect.py) on what the server will read, placeholders masked."""
+        req = flow.request
+        args = (req.url, list(req.headers.fields), body)
+        if len(body) < DETECT_INLINE:
+            return detect.scan(*args, placeholders=self.placeholders)
+        # A megabyte takes a few hundred ms: off the event loop, so other flows keep moving.
+        return await asyncio.to_thread(lambda: detect.scan(*args, placeholders=self.placeholders))
 
     def _allowed(self, flow: http.HTTPFlow) -> None:
         if not flow.metadata.get(_LOGGED):
@@ -383,7 +452,8 @@ class Gate:
         if note:
             emit("warning", kind="dlp_limit", reason=note, **where)
         if len(self.background) >= MAX_BACKGROUND:
-            emit("warning", kind="dlp_error", reason="not scanned: the scanner is busy", **where)
+            emit("warning", kind="dlp_error", reason=f"not scanned ({len(text)} bytes): {len(self.background)} "
+                 f"warn-mode scans are already in flight, the limit (passed: warn mode)", **where)  # fmt: skip
             return
         task = asyncio.get_running_loop().create_task(self._warn_result(text, where))
         self.background.add(task)
@@ -447,7 +517,12 @@ class Gate:
             if content:
                 clean = dlp.scrub(content, self._pairs(flow))
                 if clean != content:
-                    resp.set_content(clean)
+                    had_length = "content-length" in resp.headers
+                    resp.set_content(clean)  # re-encoded as it came, and given a content-length
+                    if resp.trailers and not had_length:
+                        # HTTP/2, framed by its end of stream: clients such as curl stop at a content-length
+                        # and miss the trailers after it (gRPC's status lives there).
+                        resp.headers.pop("content-length", None)
         except Exception as e:  # noqa: BLE001 - mitmproxy would pass the reply on as it is
             reason = f"internal error in the addon ({type(e).__name__}); failing closed"
             if resp.stream:  # its head and body have left already: cut it
@@ -493,7 +568,7 @@ class Gate:
             # 8.1.1's HTTP/1 server side has no way to send them (it fails the flow on them): drop them.
             resp.trailers = None
             emit("warning", host=flow.request.host, port=flow.request.port, method=flow.request.method,
-                 kind="trailers", reason="response trailers dropped (mitmproxy cannot send them over HTTP/1)")  # fmt: skip
+                 kind="trailers", reason="response trailers dropped (mitmproxy can't send them over HTTP/1)")
         elif scrubbed:
             resp.trailers.fields = self._scrub_fields(flow, resp.trailers.fields)
 
@@ -604,10 +679,9 @@ class Gate:
         def patched_read_headers(self: Any, event: Any) -> Any:
             if isinstance(event, events.DataReceived) and self.request is not None:
                 while (m := informational.match(bytes(self.buf)[:16])) and m.group(1) != b"01":
+                    # Not logged: CDNs send 103 Early Hints routinely, and skipping one loses nothing.
                     if self.buf.maybe_extract_lines() is None:
                         return  # the rest of that head is still to come
-                    emit("warning", kind="informational", reason=f"HTTP/1 1{m.group(1).decode()} response skipped",
-                         **where(self.conn))  # fmt: skip
             yield from read_headers(self, event)
 
         client.read_headers, client.read_body = patched_read_headers, patched_read_body
@@ -722,6 +796,232 @@ class Gate:
         if io is None or io.writer is None:
             return False
         io.writer.transport.abort()
+        return True
+
+    # ---------- WebSockets ----------
+
+    _WS_CLOSE = "claude_bottle_ws_close"  # (close code, reason to the client): the addon closes this WebSocket
+    _WS_LIMIT = "claude_bottle_ws_limit"  # the most a client message may hold (in memory, decompressed)
+    _WS_CONTROL = "claude_bottle_ws_control"  # (kind, payload) of the client's ping or pong being checked
+    WS_MAX_MESSAGE = 64 << 20  # every message, either way: mitmproxy 8.1.1 holds each one whole in memory
+    WS_PIECE = 4096  # bytes fed to wsproto at a time under permessage-deflate: at most ~4 MiB inflated
+
+    def websocket_start(self, flow: http.HTTPFlow) -> None:
+        mode = flow.metadata[_MODE] = flow.metadata.get(_MODE) or self.policy.dlp.mode(flow.request.host)
+        flow.metadata[self._WS_LIMIT] = dlp.MAX_SCAN_BYTES if mode == "scan" else self.WS_MAX_MESSAGE
+        if not self._patch_websocket_layer():
+            emit("warning", **self._ws_where(flow), kind="mitmproxy",
+                 reason="this mitmproxy is not 8.1: a refused WebSocket message is dropped with every later one, "
+                        "and the connection is not closed; message sizes are not bounded")  # fmt: skip
+
+    async def websocket_message(self, flow: http.HTTPFlow) -> None:
+        """Runs once a message is whole (fragments joined, permessage-deflate undone by wsproto). The layer
+        waits for this hook, in both directions, so the scan keeps the order of messages."""
+        assert flow.websocket is not None
+        # mitmproxy keeps every message of a flow, for as long as it lives; only the last one is read.
+        del flow.websocket.messages[:-1]
+        message = flow.websocket.messages[-1]
+        if flow.metadata.get(self._WS_CLOSE):
+            message.drop()  # the WebSocket is being closed: nothing after a refused message passes
+            return
+        try:
+            if message.from_client:
+                what = f"WebSocket {'text' if message.is_text else 'binary'} message"
+                await self._ws_check(flow, message.content, what, message)
+            elif self._scrubbed(flow):  # a server quoting the credential of its handshake
+                clean = dlp.scrub(message.content, self._pairs(flow))
+                if clean != message.content:
+                    message.content = clean
+        except Exception as e:  # noqa: BLE001 - mitmproxy would pass the message on
+            self._ws_refuse(flow, message, 1011, f"internal error in the addon ({type(e).__name__}); failing closed")
+
+    async def claude_bottle_websocket_control(self, flow: http.HTTPFlow) -> None:
+        """A ping or pong from the client to a scan or warn host, with a payload (up to 125 bytes of the
+        agent's choosing), checked like a message. Only the patched layer raises this hook, and waits for it."""
+        kind, payload = flow.metadata.pop(self._WS_CONTROL, ("control frame", b""))
+        try:
+            await self._ws_check(flow, payload, f"WebSocket {kind}", None)
+        except Exception as e:  # noqa: BLE001 - the patched layer would pass the frame on
+            self._ws_refuse(flow, None, 1011, f"internal error in the addon ({type(e).__name__}); failing closed")
+
+    async def _ws_check(self, flow: http.HTTPFlow, data: bytes, what: str, message: Any | None) -> None:
+        """Placeholders and the DLP scan for what the client sends: a refusal drops `message` (if any) and
+        closes the WebSocket."""
+        req = flow.request
+        mode = flow.metadata.get(_MODE) or self.policy.dlp.mode(req.host)
+        secret = self._misplaced(flow, data.decode("latin-1"), None)  # frames are never injected
+        if secret is not None:
+            return self._ws_refuse(flow, message, 1008, f"{what}: {pol.placeholder_rule(secret, req.host, req.scheme)}",
+                                   kind="placeholder", secret=secret.name)  # fmt: skip
+        if mode == "skip" or not data:
+            return
+        where = {**self._ws_where(flow), "mode": mode}
+        if len(data) > dlp.MAX_SCAN_BYTES:
+            reason = f"{what} of {len(data)} bytes is over the {dlp.MAX_SCAN_BYTES}-byte DLP scan limit"
+            if mode == "scan":
+                return self._ws_refuse(flow, message, 1009, f"{reason} (failing closed)", kind="dlp_error", mode=mode)
+            return emit("warning", kind="dlp_limit", reason=f"{reason}: not scanned", **where)
+        text = dlp.mask(data, self.placeholders)
+        if mode == "warn":
+            await self._ws_detect(flow, message, data, what, mode, where)
+            if len(self.background) >= MAX_BACKGROUND:
+                return emit("warning", kind="dlp_error", reason=f"{what} not scanned: the scanner is busy", **where)
+            task = asyncio.get_running_loop().create_task(self._warn_result(text, where))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
+            return
+        result = await self.scanner.scan(text)
+        if result.verdict == "leak":
+            self._ws_refuse(flow, message, 1008, f"{what}: secret detected by gitleaks: {', '.join(result.rules)}",
+                            kind="dlp", rules=list(result.rules), mode=mode)  # fmt: skip
+        elif result.verdict != "clean":
+            self._ws_refuse(flow, message, 1011, f"{what}: DLP scan failed: {result.reason} (failing closed)",
+                            kind="dlp_error", mode=mode)  # fmt: skip
+        else:  # after gitleaks, as for requests: what both catch is named by gitleaks' rule id
+            await self._ws_detect(flow, message, data, what, mode, where)
+
+    async def _ws_detect(self, flow: http.HTTPFlow, message: Any | None, data: bytes, what: str, mode: str,
+                         where: dict[str, Any]) -> None:  # fmt: skip
+        findings = await asyncio.to_thread(detect.scan, "", [], data, placeholders=self.placeholders)
+        if not findings:
+            return
+        rules = sorted({f.rule for f in findings})
+        reason = f"{what}: sensitive data found: {'; '.join(f.describe() for f in findings[:4])}"
+        if mode == "scan":
+            return self._ws_refuse(flow, message, 1008, reason, kind="dlp", rules=rules, mode=mode)
+        emit("warning", kind="dlp", rules=rules, reason=f"{reason} (passed: warn mode)", **where)
+
+    @staticmethod
+    def _ws_where(flow: http.HTTPFlow) -> dict[str, Any]:
+        req = flow.request
+        return {"host": req.host, "port": req.port, "method": req.method, "scheme": "wss" if req.scheme == "https"
+                else "ws"}  # fmt: skip
+
+    @classmethod
+    def _ws_close_later(cls, flow: http.HTTPFlow, code: int, reason: str, **fields: Any) -> None:
+        """Log the refusal and have the WebSocket closed, both ways, with `code` (the patched layer does it
+        once the current hook is done); the client's close frame says why."""
+        fields = {**cls._ws_where(flow), **fields}
+        emit("blocked", reason=f"{reason}; the WebSocket is closed ({code})", **fields)
+        flow.metadata[cls._WS_CLOSE] = (code, f"claude-bottle: blocked: {reason}")
+
+    def _ws_refuse(self, flow: http.HTTPFlow, message: Any | None, code: int, reason: str, **fields: Any) -> None:
+        if message is not None:
+            message.drop()
+        self._ws_close_later(flow, code, reason, **fields)
+
+    @classmethod
+    def _patch_websocket_layer(cls) -> bool:
+        """mitmproxy 8.1.1's WebSocket layer, with what no hook can do:
+
+        - Close on a refusal: a hook can drop a message, but flow.kill() does nothing to a WebSocket and no
+          API closes one. After the hook that asked for it, both sides get a close frame with its code and
+          the connection ends, as when a side closes.
+        - Bound memory: wsproto inflates permessage-deflate data unbounded, and mitmproxy holds a message
+          whole until it ends. Data under deflate is fed to wsproto in small pieces, and a message
+          that outgrows its limit (while it is still arriving) closes the WebSocket with 1009. The frame
+          being read grows in place (mitmproxy's `bytes +=` copies it whole for every piece of data).
+        - Control frames carry data too: a client's ping or pong with a payload is held back and checked
+          by the claude_bottle_websocket_control hook before it is passed on, and the reason in a
+          client's close frame to a scan host is dropped (its code is kept).
+        True when patched (now or before); False when this mitmproxy is not 8.1.
+        """
+        import time
+        from dataclasses import dataclass
+
+        import wsproto.events
+        from mitmproxy import version
+        from mitmproxy.proxy import commands, events
+        from mitmproxy.proxy.layers import websocket as ws_layer
+        from wsproto import ConnectionState
+
+        layer_cls: Any = ws_layer.WebsocketLayer
+        if getattr(layer_cls, "_claude_bottle_patched", False):
+            return True
+        if not version.VERSION.startswith("8.1."):
+            return False
+        relay = layer_cls.relay_messages
+
+        @dataclass
+        class ClaudeBottleWebsocketControlHook(commands.StartHook):
+            flow: http.HTTPFlow  # the frame's kind and payload are in its metadata: hooks take one argument
+            name = "claude_bottle_websocket_control"
+
+        def holding(ws: Any, held: list[Any], strip_reasons: bool) -> Any:
+            for ev in type(ws).events(ws):
+                if isinstance(ev, (wsproto.events.Ping, wsproto.events.Pong)) and ev.payload:
+                    held.append(ev)
+                elif strip_reasons and isinstance(ev, wsproto.events.CloseConnection) and ev.reason:
+                    yield wsproto.events.CloseConnection(ev.code)
+                else:
+                    yield ev
+
+        def pass_held(self: Any, held: list[Any]) -> Any:
+            for ev in held:
+                if self.flow.metadata.get(cls._WS_CLOSE):
+                    return
+                self.flow.metadata[cls._WS_CONTROL] = (type(ev).__name__.lower(), bytes(ev.payload))
+                yield ClaudeBottleWebsocketControlHook(self.flow)
+                if not self.flow.metadata.get(cls._WS_CLOSE):
+                    yield self.server_ws.send2(ev)
+
+        def pieces(self: Any, event: Any) -> Any:
+            deflate = "permessage-deflate" in self.flow.response.headers.get("sec-websocket-extensions", "").lower()
+            if not (isinstance(event, events.DataReceived) and deflate and len(event.data) > cls.WS_PIECE):
+                yield event
+                return
+            for i in range(0, len(event.data), cls.WS_PIECE):
+                yield events.DataReceived(event.connection, event.data[i : i + cls.WS_PIECE])
+
+        def over_limit(self: Any, event: Any) -> None:
+            from_client = event.connection == self.context.client
+            buf = (self.client_ws if from_client else self.server_ws).frame_buf
+            limit = self.flow.metadata.get(cls._WS_LIMIT, cls.WS_MAX_MESSAGE) if from_client else cls.WS_MAX_MESSAGE
+            if sum(map(len, buf)) + 64 * len(buf) > limit:  # 64: what each fragment costs beside its bytes
+                who = "client" if from_client else "server"
+                scan = from_client and limit == dlp.MAX_SCAN_BYTES
+                cls._ws_close_later(self.flow, 1009, f"a WebSocket message from the {who} is over the {limit}-byte "
+                                    f"{'DLP scan' if scan else 'message'} limit{' (failing closed)' if scan else ''}",
+                                    kind="dlp_error" if scan else "websocket")  # fmt: skip
+
+        def close(self: Any) -> Any:
+            code, reason = self.flow.metadata[cls._WS_CLOSE]
+            for ws, why in ((self.server_ws, "policy violation"), (self.client_ws, reason)):
+                if ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+                    yield ws.send2(wsproto.events.CloseConnection(code, why))  # reason cut to 123 bytes
+                yield commands.CloseConnection(ws.conn)
+                ws.frame_buf = [b""]  # a message cut short is not kept
+            data = self.flow.websocket
+            data.timestamp_end, data.closed_by_client = time.time(), False
+            data.close_code, data.close_reason = code, reason
+            yield ws_layer.WebsocketEndHook(self.flow)
+            self.flow.live = False
+            self._handle_event = self.done
+
+        def relay_messages(self: Any, event: Any) -> Any:
+            for piece in pieces(self, event):
+                for ws in (self.client_ws, self.server_ws):
+                    if type(ws.frame_buf[-1]) is bytes:  # grown in place, not copied whole for every piece
+                        ws.frame_buf[-1] = bytearray(ws.frame_buf[-1])
+                held: list[Any] = []
+                if isinstance(piece, events.DataReceived) and piece.connection == self.context.client:
+                    strip = self.flow.metadata.get(_MODE) == "scan"
+                    self.client_ws.events = lambda: holding(self.client_ws, held, strip)
+                try:
+                    yield from relay(self, piece)
+                finally:
+                    self.client_ws.__dict__.pop("events", None)
+                if self._handle_event != self.relay_messages:
+                    return  # a side closed it
+                yield from pass_held(self, held)
+                if isinstance(piece, events.DataReceived) and not self.flow.metadata.get(cls._WS_CLOSE):
+                    over_limit(self, piece)
+                if self.flow.metadata.get(cls._WS_CLOSE):
+                    yield from close(self)
+                    return
+
+        layer_cls.relay_messages = relay_messages
+        layer_cls._claude_bottle_patched = True
         return True
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:

@@ -25,6 +25,10 @@ TIMEOUT_S = float(os.environ.get("CLAUDE_BOTTLE_DLP_TIMEOUT", "10"))
 # gitleaks reads about 1 MiB a second on one core: 4 MiB stays well inside the timeout.
 MAX_SCAN_BYTES = int(os.environ.get("CLAUDE_BOTTLE_DLP_MAX_BYTES", str(4 << 20)))
 QUEUE_WAIT_S = 30.0  # waiting for a free scanner slot; then the request fails closed ("scanner busy")
+# The bundle's long-running scanner (scanner/main.go: gitleaks' engine, rules loaded once), set by the
+# supervisor when the image has it. Unset: one `gitleaks stdin` per scan, as the loopback tests run it.
+SCANNER_SOCKET = os.environ.get("CLAUDE_BOTTLE_SCANNER_SOCKET", "")
+MAX_REPLY_BYTES = 1 << 20  # a reply is rule ids: anything bigger is not our scanner
 LEAK_EXIT = 99
 MASK = b"CLAUDE_BOTTLE_PLACEHOLDER"  # what a placeholder becomes before a scan (it looks like a key itself)
 _RULE_ID = re.compile(r"[^A-Za-z0-9_.:-]")
@@ -83,16 +87,47 @@ async def run_gitleaks(data: bytes, argv: list[str], timeout: float, cwd: str = 
     return ScanResult("error", reason=f"gitleaks failed (exit {proc.returncode})")
 
 
+def parse_reply(payload: bytes) -> ScanResult:
+    """The scanner's JSON reply: {"rules": [...]} (empty: clean) or {"error": "..."}; anything else is
+    an error, so a scanner gone wrong fails closed."""
+    try:
+        reply = json.loads(payload.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return ScanResult("error", reason="unreadable reply from the scanner")
+    if isinstance(reply, dict) and isinstance(reply.get("error"), str):
+        return ScanResult("error", reason=f"scanner: {reply['error'][:200]}")
+    rules = reply.get("rules") if isinstance(reply, dict) else None
+    if not isinstance(rules, list):
+        return ScanResult("error", reason="unreadable reply from the scanner")
+    if not rules:
+        return ScanResult("clean")
+    ids = {_RULE_ID.sub("", str(r))[:80] for r in rules}
+    return ScanResult("leak", tuple(sorted(i for i in ids if i)) or ("unnamed-rule",))
+
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
 class Scanner:
-    """At most `slots` gitleaks at once (one per core), so a burst of big bodies can't starve the rest."""
+    """Scans through the bundle's scanner on its Unix socket (`socket_path`, default $CLAUDE_BOTTLE_SCANNER_SOCKET)
+    over a small pool of kept-open connections; without a socket, one `gitleaks stdin` per scan.
+
+    At most `slots` scans at once: with gitleaks processes one per core, so a burst of big bodies can't
+    starve the rest; with the scanner a few per core (it scans on every core, a small request in well
+    under a millisecond). Every failure (scanner down, timed out, a broken reply) is an "error" verdict: the
+    addon fails closed on it.
+    """
 
     def __init__(self, argv: list[str] | None = None, timeout: float = TIMEOUT_S, slots: int | None = None,
-                 queue_wait: float = QUEUE_WAIT_S) -> None:  # fmt: skip
+                 queue_wait: float = QUEUE_WAIT_S, socket_path: str | None = None) -> None:  # fmt: skip
+        self.socket_path = SCANNER_SOCKET if socket_path is None else socket_path
         self.argv = argv or gitleaks_argv()
         self.cwd = os.path.dirname(CONFIG) or "/"
         self.timeout = timeout
         self.queue_wait = queue_wait
-        self.slots = asyncio.Semaphore(slots or max(2, os.cpu_count() or 2))
+        cores = os.cpu_count() or 2
+        self.slots = asyncio.Semaphore(slots or (max(4, 2 * cores) if self.socket_path else max(2, cores)))
+        self.idle: list[Connection] = []  # open connections to the scanner, none of them mid-request
 
     async def scan(self, data: bytes) -> ScanResult:
         try:
@@ -100,9 +135,63 @@ class Scanner:
         except asyncio.TimeoutError:
             return ScanResult("error", reason=f"scanner busy for {self.queue_wait:g} s")
         try:
+            if self.socket_path:
+                return await self._scan_socket(data)
             return await run_gitleaks(data, self.argv, self.timeout, self.cwd)
         finally:
             self.slots.release()
+
+    async def _scan_socket(self, data: bytes) -> ScanResult:
+        if len(data) >= 1 << 32:
+            return ScanResult("error", reason=f"{len(data)} bytes is more than one scan can carry")
+        while True:
+            reused = bool(self.idle)
+            if reused:
+                conn = self.idle.pop()
+            else:
+                try:
+                    conn = await asyncio.wait_for(asyncio.open_unix_connection(self.socket_path), self.timeout)
+                except (OSError, asyncio.TimeoutError) as e:
+                    why = "timed out" if isinstance(e, asyncio.TimeoutError) else e.strerror or type(e).__name__
+                    return ScanResult("error", reason=f"the scanner is not answering on {self.socket_path} ({why})")
+            try:
+                result = await asyncio.wait_for(self._exchange(conn, data), self.timeout)
+            except asyncio.TimeoutError:
+                conn[1].close()  # its reply may still come: the connection is out of step, never reused
+                return ScanResult("error", reason=f"the scanner timed out after {self.timeout:g} s")
+            except (OSError, EOFError, ValueError) as e:  # IncompleteReadError is an EOFError
+                conn[1].close()
+                if reused:  # the scanner closed it while idle (it restarted): so are the others; once more, anew
+                    self._drop_idle()
+                    continue
+                return ScanResult("error", reason=f"the scanner connection failed ({type(e).__name__})")
+            except BaseException:  # cancelled mid-request
+                conn[1].close()
+                raise
+            if result.verdict == "error":
+                conn[1].close()  # the scanner may hang up after an error reply: start afresh next time
+            else:
+                self.idle.append(conn)
+            return result
+
+    @staticmethod
+    async def _exchange(conn: Connection, data: bytes) -> ScanResult:
+        reader, writer = conn
+        writer.write(len(data).to_bytes(4, "big"))
+        writer.write(data)
+        await writer.drain()
+        size = int.from_bytes(await reader.readexactly(4), "big")
+        if size > MAX_REPLY_BYTES:
+            raise ValueError("reply too big")
+        return parse_reply(await reader.readexactly(size))
+
+    def _drop_idle(self) -> None:
+        while self.idle:
+            self.idle.pop()[1].close()
+
+    def close(self) -> None:
+        """Close the kept-open connections (before their event loop ends)."""
+        self._drop_idle()
 
 
 # ---------- placeholders and injection ----------
@@ -146,11 +235,116 @@ def mask(data: bytes, placeholders: list[bytes]) -> bytes:
 
 
 def scan_text(url: str, headers: list[tuple[bytes, bytes]], body: bytes, placeholders: list[bytes]) -> bytes:
-    """What gitleaks reads for one request: URL, headers (Basic credentials decoded) and body, placeholders masked."""
+    """What gitleaks reads for one request: URL, headers and body, placeholders masked.
+
+    Headers are one line each (Basic credentials decoded), a valid Sec-WebSocket-Key left out
+    (websocket_key_views), and a header sent more than once is also one line of its values run
+    together: gitleaks' rules never span lines, so a value cut in two over two lines is seen whole.
+    """
     lines = [url.encode("utf-8", "surrogateescape")]
-    for name, value in headers:
-        lines += [name + b": " + view for view in header_views(value)]
+    names = [name.lower() for name, _ in headers]
+    for (name, value), low in zip(headers, names):
+        views = websocket_key_views(value) if low == b"sec-websocket-key" and names.count(low) == 1 else None
+        lines += [name + b": " + view for view in (header_views(value) if views is None else views)]
+    lines += joined_repeats(headers)
     return mask(b"\n".join(lines) + b"\n\n" + body, placeholders)
+
+
+def websocket_key_views(value: bytes) -> list[bytes] | None:
+    """What to scan of a Sec-WebSocket-Key, or None when the value is not one RFC 6455 allows (it is
+    then scanned like any header).
+
+    A valid key is 16 random bytes in base64: 22 characters, the last of them one with its low 4 bits
+    clear, then "==". gitleaks takes it for a generic API key, so every handshake to a scanned host was
+    refused; exactly that shape is left out. Its 16 bytes are scanned instead when they are printable
+    text, which a random key practically never is (about 1 in 10^7) and one chosen to carry data is.
+    """
+    if re.fullmatch(rb"[A-Za-z0-9+/]{21}[AQgw]==", value) is None:
+        return None
+    raw = base64.b64decode(value)
+    return [raw] if all(0x20 <= b < 0x7F for b in raw) else []
+
+
+def joined_repeats(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """For each header name sent more than once: one `name: v1v2...` line of its values run together."""
+    values: dict[bytes, list[bytes]] = {}
+    for name, value in headers:
+        values.setdefault(name.lower(), []).append(value)
+    return [name + b": " + b"".join(vs) for name, vs in values.items() if len(vs) > 1]
+
+
+# ---------- request bodies: Content-Encoding undone within a bound ----------
+
+
+@dataclass(frozen=True)
+class Decoded:
+    body: bytes  # the decoded body; when `over`, only its first limit + 1 bytes
+    over: bool  # decoded, the body is longer than the limit
+
+
+def decode_body(raw: bytes, content_encoding: str, limit: int = MAX_SCAN_BYTES) -> Decoded:
+    """A request body with its Content-Encoding undone (codings in the reverse of the order they were
+    applied), in bounded memory: no stage ever holds more than `limit` + 1 decoded bytes, so a small
+    gzip bomb stops early instead of inflating to gigabytes.
+
+    Raises ValueError, with a reason that names no data and quotes nothing the client sent, for a
+    coding the stdlib cannot undo within a bound (br, zstd), an unknown one, or corrupt or cut-off data.
+    """
+    data = raw
+    for coding in reversed(content_codings(content_encoding)):
+        if coding == "none":  # not a registered coding, but mitmproxy (and some servers) take it for identity
+            continue
+        if coding in ("br", "zstd", "compress", "x-compress"):
+            raise ValueError(f"{coding} cannot be decoded within a size bound")
+        if coding not in STREAM_CODINGS:
+            raise ValueError("an unknown coding")
+        data, over = inflate_bounded(data, coding, limit + 1)
+        if over:
+            return Decoded(data, True)
+    return Decoded(data, len(data) > limit)
+
+
+def inflate_bounded(data: bytes, coding: str, cap: int) -> tuple[bytes, bool]:
+    """gzip (members back to back) or deflate (zlib-wrapped or raw) undone until `cap` bytes are out:
+    (at most `cap` bytes of output, whether there was more). Bytes after the end of the compressed
+    data follow the output as they are, so a scan sees them too (a server that keeps the body as it
+    was sent keeps them). Raises ValueError on corrupt or cut-off data."""
+    if not data:
+        return b"", False
+    gzip = coding in ("gzip", "x-gzip")
+    wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+    if gzip or not wrapped:
+        return _inflate(data, 16 + zlib.MAX_WBITS if gzip else -zlib.MAX_WBITS, cap, gzip)
+    try:
+        return _inflate(data, zlib.MAX_WBITS, cap, False)
+    except ValueError:  # as mitmproxy and browsers do: a raw stream whose first bytes look like a header
+        return _inflate(data, -zlib.MAX_WBITS, cap, False)
+
+
+def _inflate(data: bytes, wbits: int, cap: int, gzip: bool) -> tuple[bytes, bool]:
+    out = bytearray()
+    obj = zlib.decompressobj(wbits)
+    rest = data
+    try:
+        while True:
+            out += obj.decompress(rest, cap + 1 - len(out))  # zlib stops once that much is out
+            if len(out) > cap:
+                return bytes(out[:cap]), True
+            if obj.eof:
+                rest = obj.unused_data
+                if gzip and rest[:2] == b"\x1f\x8b":
+                    obj = zlib.decompressobj(wbits)
+                    continue
+                break
+            if not obj.unconsumed_tail:  # all input read, short of the end: zlib gave all it could
+                raise ValueError("the compressed body ended early")
+            rest = obj.unconsumed_tail
+    except zlib.error:
+        raise ValueError("corrupt compressed data") from None
+    out += rest[: cap + 1 - len(out)]
+    if len(out) > cap:
+        return bytes(out[:cap]), True
+    return bytes(out), False
 
 
 # ---------- keeping real values out of responses ----------
@@ -173,14 +367,14 @@ def _base64_core(value: bytes, offset: int, encode: Callable[[bytes], bytes]) ->
 
 def encoded_pairs(pairs: Pairs) -> Pairs:
     """Each real value as it shows inside any base64 text (standard or URL-safe, all three alignments),
-    mapped to the placeholder's form at the same alignment. Cores under 12 characters (values of
-    8 bytes or so) are left out: too short to be told from chance."""
+    mapped to the placeholder's form at the same alignment. Cores under 12 characters (from values
+    under 9 bytes) are left out: too short to be told from chance."""
     out: Pairs = []
     for real, placeholder in pairs:
         for encode in (base64.b64encode, base64.urlsafe_b64encode):
             for offset in range(3):
                 core = _base64_core(real, offset, encode)
-                if len(core) >= 12:
+                if len(core) >= 12 and core not in (c for c, _ in out):  # the alphabets differ only in +/ vs -_
                     out.append((core, _base64_core(placeholder, offset, encode)))
     return out
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import time
 import unittest
+import zlib
 
 from tests.tools import find_gitleaks
 from claude_bottle.bundle import dlp
@@ -100,9 +102,12 @@ class RealGitleaksTest(unittest.TestCase):
 
     def test_a_masked_placeholder_is_clean_and_an_unmasked_one_is_not(self) -> None:
         ph = b"claude-bottle-placeholder-ANTHROPIC_API_KEY-0f3a9c2b7d1e4f5a6b8c9d0e1f2a3b4c"
-        head = [(b"x-api-key", ph)]  # this one looks like a generic API key to gitleaks
+        head = [(b"x-api-key", ph)]
         self.assertEqual(self.scan(dlp.scan_text("https://api.example.com/v1", head, b"", [ph])).verdict, "clean")
-        self.assertEqual(self.scan(dlp.scan_text("https://api.example.com/v1", head, b"", [])).verdict, "leak")
+        # Masking hides the placeholder and nothing else: a real key beside it is still found.
+        key = b"AKIA" + b"QJ7K2M4N5P6R3S2T"
+        body = b"aws_access_key_id = " + key + b"\n"
+        self.assertEqual(self.scan(dlp.scan_text("https://api.example.com/v1", head, body, [ph])).verdict, "leak")
 
 
 class SwapTest(unittest.TestCase):
@@ -166,6 +171,107 @@ class ScrubberTest(unittest.TestCase):
         joined, out = self.feed([b"ends with sk-re"])
         self.assertEqual(out, [b"ends with ", b"sk-re"])
         self.assertEqual(joined, b"ends with sk-re")
+
+
+class EncodedFormsTest(unittest.TestCase):
+    pairs = [(REAL.encode(), PH.encode())]
+
+    def test_the_exact_basic_token_sent_comes_back_as_the_placeholder_form(self) -> None:
+        sent = dlp.swap("Basic " + base64.b64encode(f"x-access-token:{PH}".encode()).decode(), PH, REAL)
+        token = sent.split()[1].encode()
+        found = dlp.basic_pairs([b"text/plain", sent.encode(), b"Bearer x"], self.pairs)
+        self.assertEqual(found, [(token, base64.b64encode(f"x-access-token:{PH}".encode()))])
+        echo = b'{"you sent": "' + sent.encode() + b'"}'
+        self.assertEqual(dlp.scrub(echo, dlp.response_pairs(self.pairs, [sent.encode()])),
+                         echo.replace(token, found[0][1]))  # fmt: skip
+        self.assertEqual(dlp.basic_pairs([b"Basic " + base64.b64encode(b"u:other")], self.pairs), [])
+
+    def test_base64_of_any_text_holding_the_value_is_scrubbed_at_every_alignment(self) -> None:
+        pairs = dlp.response_pairs(self.pairs)
+        alphabets = ((base64.b64encode, base64.b64decode), (base64.urlsafe_b64encode, base64.urlsafe_b64decode))
+        for encode, decode in alphabets:
+            for prefix in range(6):
+                with self.subTest(encode=encode.__name__, prefix=prefix):
+                    text = encode(b"#" * prefix + b'{"authorization": "Bearer ' + REAL.encode() + b'"}')
+                    clean = dlp.scrub(text, pairs)
+                    self.assertNotEqual(clean, text)
+                    clean = clean[: len(clean) - (len(clean) % 4 == 1)]
+                    self.assertNotIn(REAL.encode(), decode(clean + b"=" * (-len(clean) % 4)))
+
+    def test_short_values_get_no_base64_forms(self) -> None:
+        self.assertEqual(dlp.encoded_pairs([(b"8 bytes!", b"placeholder")]), [])
+        self.assertEqual(len(dlp.encoded_pairs([(b"9 bytes!!", b"placeholder")])), 1)  # one alignment is long enough
+        self.assertEqual(len(dlp.encoded_pairs(self.pairs)), 3)  # three alignments, one alphabet (no + or /)
+        self.assertEqual(len(dlp.encoded_pairs([(b"\xfb\xff" * 9, b"placeholder")])), 6)  # + and / differ
+
+    def test_content_codings(self) -> None:
+        self.assertEqual(dlp.content_codings(""), [])
+        self.assertEqual(dlp.content_codings("identity"), [])
+        self.assertEqual(dlp.content_codings(" GZip "), ["gzip"])
+        self.assertEqual(dlp.content_codings("deflate, br"), ["deflate", "br"])
+
+
+class ResponseStreamTest(unittest.TestCase):
+    pairs = [(REAL.encode(), PH.encode())]
+    plain = b"data: you sent Bearer " + REAL.encode() + b"\n\n" + os.urandom(3000).hex().encode() + b"\n\n"
+
+    def run_stream(self, chunks: list[bytes], coding: str | None = None) -> tuple[list[list[bytes]], list[str]]:
+        errors: list[str] = []
+        stream = dlp.ResponseStream(self.pairs, coding, errors.append)
+        return [stream(c) for c in chunks] + [stream(b"")], errors
+
+    def test_a_held_back_chunk_is_no_chunk_not_an_empty_one(self) -> None:
+        # b"" would be sent as a chunk, and for HTTP/1 chunked replies that is the end marker.
+        out, _ = self.run_stream([b"data: 1\n\n", REAL[:8].encode(), REAL[8:].encode() + b"\n\n"])
+        self.assertEqual(out, [[b"data: 1\n\n"], [], [PH.encode() + b"\n\n"], []])
+
+    def test_compressed_streams_are_decoded_and_scrubbed_wherever_they_are_cut(self) -> None:
+        expected = dlp.scrub(self.plain, self.pairs)
+        bodies = {"gzip": gzip.compress(self.plain), "x-gzip": gzip.compress(self.plain),
+                  "deflate": zlib.compress(self.plain)}  # fmt: skip
+        raw = zlib.compressobj(wbits=-15)
+        bodies["deflate (raw)"] = raw.compress(self.plain) + raw.flush()
+        for coding, body in bodies.items():
+            for cut in [1, 2, 3, *range(10, len(body), 97)]:
+                with self.subTest(coding=coding, cut=cut):
+                    out, errors = self.run_stream([body[:cut], body[cut:]], coding.split()[0])
+                    self.assertEqual(errors, [])
+                    self.assertEqual(b"".join(c for chunks in out for c in chunks), expected)
+                    self.assertTrue(all(c for chunks in out for c in chunks))
+
+    def test_gzip_members_back_to_back_and_trailing_bytes(self) -> None:
+        body = gzip.compress(b"one ") + gzip.compress(REAL.encode())
+        out, errors = self.run_stream([body], "gzip")
+        self.assertEqual((b"".join(sum(out, [])), errors), (b"one " + PH.encode(), []))
+        out, errors = self.run_stream([gzip.compress(b"x") + b"\0\0junk"], "gzip")
+        self.assertEqual((b"".join(sum(out, [])), errors), (b"x", []))
+
+    def test_an_empty_compressed_body_is_fine(self) -> None:
+        self.assertEqual(self.run_stream([], "gzip"), ([[]], []))
+
+    def test_corrupt_or_cut_short_data_fails_once_and_passes_nothing_more(self) -> None:
+        body = gzip.compress(self.plain)
+        cases = {"corrupt": [body[:20], b"\xff" * 50, body[70:]], "cut short": [body[: len(body) // 2]]}
+        for label, chunks in cases.items():
+            with self.subTest(label):
+                out, errors = self.run_stream(chunks, "gzip")
+                self.assertEqual(len(errors), 1)
+                self.assertIn("cannot decode the streamed response body", errors[0])
+                self.assertNotIn(REAL.encode(), b"".join(sum(out, [])))
+                self.assertEqual(out[-1], [])
+        self.assertIn("ended early", errors[0])
+
+    def test_a_well_compressed_chunk_comes_out_in_bounded_pieces(self) -> None:
+        bomb = gzip.compress(b"\0" * (8 << 20))
+        pieces = list(dlp.Inflater("gzip").feed(bomb))
+        self.assertEqual(sum(map(len, pieces)), 8 << 20)
+        self.assertLessEqual(max(map(len, pieces)), dlp.Inflater.PIECE)
+
+    def test_a_replacement_passes_its_body_once(self) -> None:
+        stream = dlp.Replacement(b"refused\n")
+        self.assertEqual([stream(b"server bytes"), stream(b"more"), stream(b"")], [[b"refused\n"], [], []])
+        stream = dlp.Replacement(b"refused\n")
+        self.assertEqual(stream(b""), [b"refused\n"])  # a reply with no body at all
 
 
 if __name__ == "__main__":
