@@ -12,8 +12,16 @@ import ipaddress
 import json
 import re
 import urllib.parse
+import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Union
+
+if __package__:  # the launcher's tests import this as claude_bottle.bundle.policy
+    from claude_bottle.bundle import shared
+else:  # in the bundle, a sibling module of addon.py
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import shared  # noqa: E402
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -26,10 +34,10 @@ _RULE_OPTIONAL_KEYS = {"raw_ports"}
 _SECRET_KEYS = {"name", "placeholder", "hosts", "header"}
 _DLP_KEYS = {"default", "hosts"}
 _DLP_HOST_KEYS = {"host", "wildcard", "mode"}
-DLP_MODES = ("scan", "warn", "skip")
+DLP_MODES = shared.DLP_MODES
 # What the launcher's placeholders look like; the addon refuses anything else so a typo can't make a
 # short or common string (that would match innocent text) into something it swaps or blocks.
-_PLACEHOLDER = re.compile(r"^claude-bottle-placeholder-[A-Za-z_][A-Za-z0-9_]*-[0-9a-f]{32}$")
+_PLACEHOLDER = re.compile(shared.PLACEHOLDER_PATTERN)
 _SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]{1,100}$")
 # Labels may carry "_" (real hosts do, e.g. _dmarc-style service names); never empty, never > 63.
@@ -52,10 +60,10 @@ _BLOCKED_NETS: tuple[IPNetwork, ...] = tuple(
 # IPv6 forms that carry an IPv4 address a dual-stack socket or a NAT64 gateway would really reach.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
-EVENTS = frozenset({"allowed", "blocked", "tunnel_open", "ready", "fatal", "injected", "warning", "failed"})
+EVENTS = frozenset(shared.LOG_EVENTS)
 # Only these fields may reach a log line: never headers, bodies, paths or query strings (secrets live there).
 # `secret` is a secret's NAME and `rules` are gitleaks rule ids: never a value, never a match.
-_LOG_FIELDS = frozenset({"host", "port", "reason", "method", "scheme", "peer", "kind", "secret", "rules", "mode"})
+_LOG_FIELDS = frozenset(shared.LOG_FIELDS)
 _RULE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
 
 
