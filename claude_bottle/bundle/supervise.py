@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """PID 1 of the claude-bottle sidecar bundle: agent -> mitmdump :8080 -> pipelock :8888 -> net.
 
+A third child, the scanner (scanner/main.go: gitleaks' engine with the rules loaded once), answers the
+addon's DLP scans on a Unix socket when the image has it.
+
 `--check`: readiness probe for `docker exec` (exit 0 = ready); `--ca`: print the public CA cert.
 Stdlib only: the bundle image carries no pip packages.
 """
@@ -17,7 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-CONF_DIR = Path("/etc/claude-bottle")   # the launcher docker-cp's its config files here
+if __package__:  # the launcher's tests import this as claude_bottle.bundle.supervise
+    from claude_bottle.bundle import shared
+else:  # in the bundle: run as a script next to shared.py
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import shared  # noqa: E402
+
+CONF_DIR = Path(shared.CONFIG_DIR)   # the launcher docker-cp's its config files here
 POLICY = CONF_DIR / "policy.json"
 PIPELOCK_CONFIG = CONF_DIR / "pipelock.yaml"
 STATE_DIR = Path("/var/lib/claude-bottle")
@@ -28,12 +37,15 @@ SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 PIPELOCK_BIN = Path("/usr/local/bin/pipelock")
 ADDON = Path("/opt/claude-bottle/addon.py")
 ADDON_READY = STATE_DIR / "addon-ready"  # mitmdump's pid, written by the addon once it is enforcing
+SCANNER_BIN = Path("/usr/local/bin/claude-bottle-scanner")
+SCANNER_SOCKET = STATE_DIR / "scanner.sock"  # private to the bundle's user; the addon connects here
+GITLEAKS_CONFIG = Path("/opt/claude-bottle/gitleaks.toml")
 # Loopback only, whatever the YAML says: pipelock does no TLS inspection, so the
 # agent must never reach it except through mitmdump.
-PIPELOCK_LISTEN = "127.0.0.1:8888"
+PIPELOCK_LISTEN = shared.PIPELOCK_LISTEN
 PIPELOCK_URL = f"http://{PIPELOCK_LISTEN}"
 HEALTH_URL = f"{PIPELOCK_URL}/health"
-MITM_PORT = 8080
+MITM_PORT = shared.PROXY_PORT
 STOP_GRACE_S = 5.0   # then SIGKILL; well inside `docker stop`'s default 10 s
 STABLE_S = 30.0      # a child that ran this long starts its backoff afresh
 # Base64 body only: a match can never span into a "-----BEGIN PRIVATE KEY-----" block.
@@ -67,6 +79,29 @@ def mitmdump_argv(*, confdir: str = str(MITM_CONFDIR), addon: str = str(ADDON), 
     if upstream_ca:
         argv += ["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"]
     return argv + ["-s", addon]
+
+
+def scanner_argv(binary: str = str(SCANNER_BIN), socket_path: str = str(SCANNER_SOCKET),
+                 config: str = str(GITLEAKS_CONFIG)) -> list[str]:
+    return [binary, "-socket", socket_path, "-config", config]
+
+
+def scanner_answers(path: str | Path | None = None, timeout: float = 1.0) -> bool:
+    """The scanner answers a ping (an empty request, scanned like any other) with a clean verdict."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path or SCANNER_SOCKET))
+            sock.sendall(b"\0\0\0\0")
+            reply = b""
+            while len(reply) < 4 or len(reply) < 4 + int.from_bytes(reply[:4], "big"):
+                chunk = sock.recv(4096)
+                if not chunk or len(reply) > 4096:
+                    return False
+                reply += chunk
+        return bool(json.loads(reply[4:].decode()) == {"rules": []})
+    except (OSError, ValueError):
+        return False
 
 
 def cert_blocks(pem_text: str) -> str:
@@ -206,6 +241,8 @@ def not_ready() -> str | None:
         mitm_up = sock.connect_ex(("127.0.0.1", MITM_PORT)) == 0
     for failed, reason in ((PIPELOCK_BIN.exists() and not http_ok(HEALTH_URL),
                             f"pipelock {HEALTH_URL} did not answer 200"),
+                           (SCANNER_BIN.exists() and not scanner_answers(),
+                            f"the scanner does not answer a ping on {SCANNER_SOCKET}"),
                            (not mitm_up, f"mitmdump does not accept TCP on 127.0.0.1:{MITM_PORT}"),
                            (not read_ca(), f"no CA certificate at {CA_CERT}"),
                            (not addon_running(), "the mitmdump addon has not reported ready")):
@@ -262,16 +299,29 @@ def serve() -> int:
     except (OSError, ValueError) as e:
         log(f"cannot start: {e}")
         return 1
-    if PIPELOCK_BIN.exists():
-        # Both start at once: mitmdump takes about a second to import and asks pipelock (up in ~70 ms)
-        # nothing before the first request; readiness still waits for pipelock's /health.
+    return Supervisor(bundle_children(upstream_ca, PIPELOCK_BIN.exists(), SCANNER_BIN.exists())).run()
+
+
+def bundle_children(upstream_ca: str | None, pipelock: bool, scanner: bool) -> list[Child]:
+    """The children to run, all started at once, and the environment mitmdump inherits to find them.
+
+    mitmdump takes about a second to import and asks pipelock (up in ~70 ms) and the scanner (~0.2 s)
+    nothing before the first request; readiness still waits for pipelock's /health and a scanner ping."""
+    children = []
+    if scanner:
+        os.environ["CLAUDE_BOTTLE_SCANNER_SOCKET"] = str(SCANNER_SOCKET)  # read by the addon (dlp.py)
+        children.append(Child("scanner", scanner_argv()))
+    else:
+        os.environ.pop("CLAUDE_BOTTLE_SCANNER_SOCKET", None)
+        log(f"no scanner at {SCANNER_BIN}: each DLP scan runs one gitleaks process (slow)")
+    if pipelock:
         os.environ["CLAUDE_BOTTLE_PIPELOCK_URL"] = PIPELOCK_URL  # read by the addon
-        children = [Child("pipelock", pipelock_argv()), Child("mitmdump", mitmdump_argv(upstream_ca=upstream_ca))]
+        children.append(Child("pipelock", pipelock_argv()))
     else:
         log("!!! WARNING: pipelock is ABSENT from this image: mitmdump connects out directly "
             "and only the mitmdump addon guards egress (a dev/CI build, not for real use) !!!")
-        children = [Child("mitmdump", mitmdump_argv(upstream_ca=upstream_ca))]
-    return Supervisor(children).run()
+    children.append(Child("mitmdump", mitmdump_argv(upstream_ca=upstream_ca)))
+    return children
 
 
 def main(argv: list[str]) -> int:

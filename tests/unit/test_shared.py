@@ -34,6 +34,16 @@ class BundleTest(unittest.TestCase):
         self.assertEqual(set(policy._LOG_FIELDS), set(shared.LOG_FIELDS))  # noqa: SLF001
         self.assertEqual(policy._PLACEHOLDER.pattern, shared.PLACEHOLDER_PATTERN)  # noqa: SLF001
 
+    def test_the_image_ships_it_and_its_tag_depends_on_it(self) -> None:
+        self.assertIn("shared.py", images.BUNDLE_FILES)
+        dockerfile = (BUNDLE / "Dockerfile.sidecars").read_text()
+        copy = next(line for line in dockerfile.splitlines() if line.startswith("COPY supervise.py"))
+        self.assertIn("shared.py", copy.split())
+        for name in ("supervise.py", "addon.py", "policy.py"):
+            text = (BUNDLE / name).read_text()
+            self.assertTrue(re.search(r"^import shared\b|^from shared import|^    import shared\b", text, re.M)
+                            or name == "addon.py", f"{name} does not import shared")  # fmt: skip
+
     def test_shared_imports_nothing(self) -> None:
         text = (BUNDLE / "shared.py").read_text()
         self.assertIsNone(re.search(r"^\s*(import|from)\s", text, re.M), "shared.py must load anywhere")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import unittest
 from pathlib import Path
@@ -96,6 +97,56 @@ class ArgvTest(unittest.TestCase):
             "-s", "/a.py"])
 
 
+class ScannerChildTest(unittest.TestCase):
+    def test_scanner_serves_the_bundle_config_on_its_socket(self):
+        self.assertEqual(sup.scanner_argv(), [
+            "/usr/local/bin/claude-bottle-scanner", "-socket", "/var/lib/claude-bottle/scanner.sock",
+            "-config", "/opt/claude-bottle/gitleaks.toml"])
+
+    def children(self, pipelock, scanner):
+        with mock.patch.dict(os.environ, {"CLAUDE_BOTTLE_SCANNER_SOCKET": "stale"}), \
+                contextlib.redirect_stderr(io.StringIO()) as err:
+            children = sup.bundle_children(None, pipelock, scanner)
+            env = {k: os.environ.get(k) for k in ("CLAUDE_BOTTLE_SCANNER_SOCKET", "CLAUDE_BOTTLE_PIPELOCK_URL")}
+        return [c.name for c in children], env, err.getvalue()
+
+    def test_the_scanner_is_a_third_child_when_the_image_has_it(self):
+        names, env, _ = self.children(pipelock=True, scanner=True)
+        self.assertEqual(names, ["scanner", "pipelock", "mitmdump"])
+        self.assertEqual(env["CLAUDE_BOTTLE_SCANNER_SOCKET"], "/var/lib/claude-bottle/scanner.sock")
+
+    def test_without_the_scanner_the_addon_is_not_told_of_a_socket(self):
+        names, env, err = self.children(pipelock=False, scanner=False)
+        self.assertEqual(names, ["mitmdump"])
+        self.assertIsNone(env["CLAUDE_BOTTLE_SCANNER_SOCKET"])
+        self.assertIn("no scanner", err)
+        self.assertIn("pipelock is ABSENT", err)
+
+
+class FakeScanner:
+    """A Unix socket that answers each 4-byte-framed request with `reply` (framed)."""
+
+    def __init__(self, path, reply=b'{"rules":[]}'):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen()
+        self.reply = reply
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4)
+                conn.sendall(len(self.reply).to_bytes(4, "big") + self.reply)
+
+    def close(self):
+        self.sock.close()
+
+
 class PemTest(unittest.TestCase):
     def test_cert_blocks_drop_private_keys(self):
         out = sup.cert_blocks(KEY + CERT + "trailing junk\n" + KEY)
@@ -136,7 +187,8 @@ class ProbeTest(unittest.TestCase):
         self.marker = self.dir / "addon-ready"
         self.marker.write_text(f"{os.getpid()}\n")  # a live pid: the addon "is running"
         for name, value in (("CA_CERT", self.ca), ("PIPELOCK_BIN", self.dir / "no-pipelock"),
-                            ("MITM_PORT", self.listener.getsockname()[1]), ("ADDON_READY", self.marker)):
+                            ("MITM_PORT", self.listener.getsockname()[1]), ("ADDON_READY", self.marker),
+                            ("SCANNER_BIN", self.dir / "no-scanner"), ("SCANNER_SOCKET", self.dir / "s.sock")):
             patcher = mock.patch.object(sup, name, value)
             patcher.start()
             self.addCleanup(patcher.stop)
@@ -198,6 +250,20 @@ class ProbeTest(unittest.TestCase):
         self.assertEqual(code, 1)
         http_ok.assert_called_once_with("http://127.0.0.1:8888/health")
         self.assertIn("pipelock", err)
+
+    def test_check_waits_for_a_scanner_ping_when_the_image_has_one(self):
+        self.ca.write_text(CERT)
+        with mock.patch.object(sup, "SCANNER_BIN", self.ca):
+            code, _, err = self.run_main("--check")
+            self.assertEqual(code, 1)
+            self.assertIn("the scanner does not answer a ping on", err)
+            wrong = FakeScanner(self.dir / "s.sock", b'{"error":"broken"}')
+            self.assertEqual(self.run_main("--check")[0], 1)
+            wrong.close()
+            os.unlink(self.dir / "s.sock")
+            fake = FakeScanner(self.dir / "s.sock")
+            self.addCleanup(fake.close)
+            self.assertEqual(self.run_main("--check")[0], 0)
 
     def test_ca_prints_the_certificate_never_the_key(self):
         self.ca.write_text(KEY + CERT)
