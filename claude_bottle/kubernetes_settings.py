@@ -92,7 +92,11 @@ def parse(r: Any, value: Any, egress: egress_mod.Egress) -> Settings:
     if "sidecars_image" in section:
         out["sidecars_image"] = _match(r, section["sidecars_image"], "kubernetes.sidecars_image", IMAGE_RE,
                                        "must be an image reference such as \"registry.example/sidecars:1\"")
-    return Settings(**out)
+    made = Settings(**out)
+    if made.create_namespace and (made.namespace == "default" or made.namespace.startswith("kube-")):
+        # A session's own namespace is deleted with it: never one the cluster itself depends on.
+        raise r.fail("kubernetes.create_namespace", f"needs a namespace of the session's own, not {made.namespace!r}")
+    return made
 
 
 def _match(r: Any, value: Any, field: str, pattern: re.Pattern[str], message: str) -> str:

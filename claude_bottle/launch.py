@@ -13,6 +13,10 @@ def prepare(manifest: Manifest, command: tuple[str, ...], runner: Runner, *, dry
             ) -> tuple[Plan, dict[str, str], host.HostFacts]:  # fmt: skip
     facts = host.gather(manifest, runner, dry_run=dry_run)
     plan = host.plan(manifest, facts, command)
+    if manifest.runtime == "kubernetes":
+        from claude_bottle import kubernetes
+
+        plan = kubernetes.adapt(plan, manifest)  # the same plan, named and addressed for a cluster
     values = secrets.resolve(plan.secrets, plan.manifest_path)  # exit 2 here: nothing created yet
     return plan, values, facts
 
@@ -23,6 +27,10 @@ def run(manifest: Manifest, command: tuple[str, ...], runner: Runner, *, allow_u
         from claude_bottle import smolvm
 
         return smolvm.start(plan, values, runner, allow_unsafe, facts.state_dir)
+    if manifest.runtime == "kubernetes":
+        from claude_bottle import kubernetes_run
+
+        return kubernetes_run.start(plan, values, runner, facts.state_dir)
     from claude_bottle import docker
 
     return docker.start(plan, values, runner, facts.state_dir)

@@ -9,7 +9,7 @@ import argparse
 import json
 from dataclasses import dataclass, field
 
-from claude_bottle import docker_argv, paths, session, sidecars, smolvm
+from claude_bottle import docker_argv, kubernetes_run, paths, session, sidecars, smolvm
 from claude_bottle.errors import RuntimeFailure
 from claude_bottle.plan import LABEL
 from claude_bottle.runner import Runner, SubprocessRunner
@@ -25,6 +25,7 @@ class Bottle:
     containers: list[dict[str, str]] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)
     vms: list[dict[str, str]] = field(default_factory=list)
+    cluster: list[kubernetes_run.ClusterSession] = field(default_factory=list)  # on kubectl's current context
 
 
 def _columns(prefix: list[str]) -> list[str]:
@@ -53,6 +54,22 @@ def find(runner: Runner) -> dict[str, Bottle]:
     return bottles
 
 
+def find_all(runner: Runner, docker: bool = True) -> dict[str, Bottle]:
+    """This Docker host's bottles (when it has a Docker) and the current kubectl context's, by session."""
+    bottles = find(runner) if docker else {}
+    for found in kubernetes_run.list_sessions(runner):  # none when no cluster is configured
+        entry = bottles.setdefault(found.session, Bottle(found.name, found.session, found.launcher))
+        entry.launcher = entry.launcher or found.launcher
+        entry.cluster.append(found)
+    return bottles
+
+
+def _cluster_json(b: Bottle) -> dict[str, object]:
+    return {"cluster": [{"namespace": c.namespace, "objects": [{"kind": k, "name": n, "phase": ph}
+                                                               for k, n, ph in c.objects]} for c in b.cluster]
+            } if b.cluster else {}  # fmt: skip
+
+
 def state_volumes(runner: Runner) -> dict[str, str]:
     """Kept agent homes: volume name -> its bottle. They outlive sessions on purpose (see plan.Volume)."""
     listed = runner.run(docker_argv.list_volumes(f"{LABEL}.role=state"), timeout=60)
@@ -61,13 +78,14 @@ def state_volumes(runner: Runner) -> dict[str, str]:
             if listed.returncode == 0 and v.startswith(prefix) and v.endswith(suffix)}  # fmt: skip
 
 
-def ps(runner: Runner, fmt: str) -> int:
-    bottles = sorted(find(runner).values(), key=lambda b: (b.name, b.session))
-    volumes = state_volumes(runner)
+def ps(runner: Runner, fmt: str, docker: bool = True) -> int:
+    bottles = sorted(find_all(runner, docker).values(), key=lambda b: (b.name, b.session))
+    volumes = state_volumes(runner) if docker else {}
     if fmt == "json":
         print(json.dumps({"sessions": [{"name": b.name, "session": b.session, "launcher": b.launcher,
                                         "alive": session.launcher_alive(b.launcher), "containers": b.containers,
-                                        "networks": b.networks, "vms": b.vms} for b in bottles],
+                                        "networks": b.networks, "vms": b.vms, **_cluster_json(b)}
+                                       for b in bottles],
                           "state_volumes": [{"name": v, "bottle": n} for v, n in sorted(volumes.items())]},
                          indent=2))  # fmt: skip
         return 0
@@ -80,6 +98,7 @@ def ps(runner: Runner, fmt: str) -> int:
     for b in bottles:
         state = "alive" if session.launcher_alive(b.launcher) else "gone (orphaned)"
         parts = [f"{c['role']}:{c['state']}" for c in b.containers] + [f"vm:{v['state']}" for v in b.vms]
+        parts += [f"{kind.lower()}:{phase}" for c in b.cluster for kind, _, phase in c.objects if phase]
         rows.append((b.name, b.session, state, ", ".join(parts) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
@@ -87,10 +106,10 @@ def ps(runner: Runner, fmt: str) -> int:
     return 0
 
 
-def cleanup(runner: Runner, name: str | None, force: bool, state: bool = False) -> int:
+def cleanup(runner: Runner, name: str | None, force: bool, state: bool = False, docker: bool = True) -> int:
     removed = skipped = 0
     live = set()
-    for b in find(runner).values():
+    for b in find_all(runner, docker).values():
         if name is not None and b.name != name:
             continue
         if session.launcher_alive(b.launcher) and not force:
@@ -100,14 +119,18 @@ def cleanup(runner: Runner, name: str | None, force: bool, state: bool = False) 
             continue
         vms = [v["name"] for v in b.vms]
         problems = session.teardown(runner, session.session_label(b.session),
-                                    (lambda: [smolvm.remove_vm(runner, v) for v in vms]) if vms else None)  # fmt: skip
+                                    (lambda: [smolvm.remove_vm(runner, v) for v in vms]) if vms else None
+                                    ) if docker else []  # fmt: skip
         problems += smolvm.forget_session(paths.state_dir(), b.name, b.session)
+        for found in b.cluster:  # by the session's label, in the namespace it was found in
+            problems += kubernetes_run.remove_session(runner, found)
         for problem in problems:
             session.warn(f"cleanup {b.session}: {problem}")
         print(f"removed {b.name} {b.session}: {len(b.containers)} container(s), {len(b.networks)} network(s), "
-              f"{len(b.vms)} microVM(s)")  # fmt: skip
+              f"{len(b.vms)} microVM(s)" + (f", {sum(len(c.objects) for c in b.cluster)} cluster object(s)"
+                                            if b.cluster else ""))  # fmt: skip
         removed += 1
-    for volume, owner in sorted(state_volumes(runner).items()) if state else ():
+    for volume, owner in sorted(state_volumes(runner).items()) if state and docker else ():
         if (name is not None and owner != name) or owner in live:
             continue  # a running session of that bottle still uses it
         result = runner.run(docker_argv.volume_remove([volume]), timeout=120)
@@ -123,7 +146,13 @@ def cleanup(runner: Runner, name: str | None, force: bool, state: bool = False) 
 
 def run(args: argparse.Namespace) -> int:
     runner = SubprocessRunner()
-    sidecars.preflight(runner)
+    docker = True
+    try:
+        sidecars.preflight(runner)
+    except RuntimeFailure:
+        if not kubernetes_run.configured():
+            raise
+        docker = False  # a cluster-only host: its bottles are the cluster's
     if args.command == "ps":
-        return ps(runner, args.format)
-    return cleanup(runner, None if args.all else args.name, args.force, args.state)
+        return ps(runner, args.format, docker)
+    return cleanup(runner, None if args.all else args.name, args.force, args.state, docker)

@@ -590,5 +590,77 @@ class ParseTest(unittest.TestCase):
         self.assertEqual(str(ManifestError("/f.json", "", "bad")), "/f.json: bad")
 
 
+class KubernetesSectionTest(ManifestCase):
+    """runtime "kubernetes" and its `kubernetes` section (claude_bottle/kubernetes_settings.py)."""
+
+    def kube(self, section: Any, **top: Any) -> dict[str, Any]:
+        return {"name": "demo", "runtime": "kubernetes", "kubernetes": section, **top}
+
+    def test_defaults(self) -> None:
+        m = self.load({"name": "demo", "runtime": "kubernetes"})
+        assert m.kubernetes is not None
+        self.assertEqual((m.kubernetes.namespace, m.kubernetes.create_namespace, m.kubernetes.agent),
+                         ("default", False, "auto"))  # fmt: skip
+        self.assertIsNone(m.kubernetes.workspace_claim)
+        self.assertIn("10.0.0.0/8", m.kubernetes.cluster_cidrs)
+        self.assertEqual(m.to_json()["kubernetes"]["namespace"], "default")
+        self.assertIsNone(self.load({"name": "demo"}).kubernetes)
+
+    def test_full_section(self) -> None:
+        doc = self.kube({"namespace": "team-a", "create_namespace": True, "context": "prod-eu",
+                         "runtime_class_name": "gvisor", "agent": "sandbox", "storage": "20Gi",
+                         "workspace": {"git": "https://github.com/o/r.git", "ref": "release/1.2"},
+                         "cluster_cidrs": ["10.244.0.0/16", "fd00:10::/64"],
+                         "sidecars_image": "registry.example/claude-bottle/sidecars:1"},
+                        egress={"allow": ["@github"]})  # fmt: skip
+        k = self.load(doc).kubernetes
+        assert k is not None
+        self.assertEqual(k.workspace_git, "https://github.com/o/r.git")
+        self.assertEqual(k.workspace_ref, "release/1.2")
+        self.assertEqual(k.cluster_cidrs, ("10.244.0.0/16", "fd00:10::/64"))
+        self.assertEqual(k.runtime_class_name, "gvisor")
+        self.assertEqual(self.load(self.kube({"workspace": {"claim": "team-ws"}})).kubernetes.workspace_claim,
+                         "team-ws")  # type: ignore[union-attr]  # fmt: skip
+
+    def test_section_only_with_its_runtime(self) -> None:
+        self.assertFieldError({"name": "demo", "kubernetes": {}}, "kubernetes", "only goes with runtime")
+
+    def test_host_workspace_refused(self) -> None:
+        self.assertFieldError(self.kube({}, workspace="."), "workspace", "a cluster cannot mount",
+                              "kubernetes.workspace")  # fmt: skip
+
+    def test_bad_values(self) -> None:
+        cases = [
+            ({"namespace": "Team"}, "kubernetes.namespace", "namespace name"),
+            ({"namespace": "a" * 64}, "kubernetes.namespace", "namespace name"),
+            ({"namespace": 3}, "kubernetes.namespace", "must be a string"),
+            ({"create_namespace": "yes"}, "kubernetes.create_namespace", "true or false"),
+            ({"create_namespace": True}, "kubernetes.create_namespace", "not 'default'"),
+            ({"create_namespace": True, "namespace": "kube-system"}, "kubernetes.create_namespace", "own"),
+            ({"context": "has space"}, "kubernetes.context", "context name"),
+            ({"runtime_class_name": "G Visor"}, "kubernetes.runtime_class_name", "RuntimeClass"),
+            ({"agent": "deployment"}, "kubernetes.agent", "auto, pod, sandbox"),
+            ({"storage": "10G"}, "kubernetes.storage", "Gi"),
+            ({"storage": "1e3"}, "kubernetes.storage", "size"),
+            ({"cluster_cidrs": "10.0.0.0/8"}, "kubernetes.cluster_cidrs", "list of CIDRs"),
+            ({"cluster_cidrs": ["10.0.0.1/8"]}, "kubernetes.cluster_cidrs[0]", "host bits"),
+            ({"cluster_cidrs": ["0.0.0.0/0"]}, "kubernetes.cluster_cidrs[0]", "reaching anything"),
+            ({"sidecars_image": "has space"}, "kubernetes.sidecars_image", "image reference"),
+            ({"workspace": {}}, "kubernetes.workspace", "exactly one"),
+            ({"workspace": {"claim": "a", "git": "https://x.example/r"}}, "kubernetes.workspace", "exactly one"),
+            ({"workspace": {"claim": "a", "ref": "main"}}, "kubernetes.workspace.ref", "only goes with"),
+            ({"workspace": {"claim": "Bad_Claim"}}, "kubernetes.workspace.claim", "PersistentVolumeClaim"),
+            ({"workspace": {"git": "http://github.com/o/r"}}, "kubernetes.workspace.git", "https://"),
+            ({"workspace": {"git": "https://u:p@github.com/o/r"}}, "kubernetes.workspace.git", "no user"),
+            ({"workspace": {"git": "https://gitlab.com/o/r"}}, "kubernetes.workspace.git", "not allowed by egress"),
+            ({"workspace": {"git": "https://github.com/o/r", "ref": "--upload-pack=x"}},
+             "kubernetes.workspace.ref", "branch or tag"),
+            ({"namspace": "a"}, "kubernetes.namspace", "did you mean 'namespace'?"),
+        ]  # fmt: skip
+        for section, field, fragment in cases:
+            with self.subTest(section=section):
+                self.assertFieldError(self.kube(section, egress={"allow": ["@github"]}), field, fragment)
+
+
 if __name__ == "__main__":
     unittest.main()
