@@ -111,6 +111,9 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--agent", nargs="?", const="claude", choices=("claude", "codex", "gemini"), metavar="KIND",
                        help="also build an agent image: claude (the default), codex or gemini")
     build.add_argument("--print-tag", action="store_true", help="print the sidecars image tag and exit")
+    build.add_argument("--offline", action="store_true",
+                       help="no container registry: build every image from Debian's archive and the Go module "
+                            "proxy (a pipelock image already on the machine is used; see the README)")
     return top
 
 

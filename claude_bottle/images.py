@@ -64,5 +64,9 @@ def prune_stages_argv() -> list[str]:
     return ["docker", "image", "prune", "--force", "--filter", f"label={STAGE_LABEL}"]
 
 
+OFFLINE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "offline", "build-images")
+AGENT_BASE_IMAGE = f"claude-bottle/agent-base:{__version__}"  # what the offline build gives for agents
+
+
 def agent_build(build_args: dict[str, str], image: str = AGENT_IMAGE, dockerfile: str = "Dockerfile.agent") -> list[str]:
     return build_argv(image, AGENT_DIR, dockerfile, build_args)

@@ -40,14 +40,28 @@ def ensure_images(runner: Runner, plan: Plan) -> None:
     if not image_id(runner, plan.sidecars_image):
         if os.environ.get(images.IMAGE_ENV):
             raise RuntimeFailure(f"{images.IMAGE_ENV}={plan.sidecars_image} does not exist locally")
-        build(runner, images.sidecars_build(plan.sidecars_image, {}))
+        try:
+            build(runner, images.sidecars_build(plan.sidecars_image, {}))
+        except BottleError:
+            # Most often: no registry to pull the pinned upstream images from. The same images can be
+            # made from Debian's archive and the Go module proxy; say so and do it.
+            print("claude-bottle: building from the pinned upstream images failed (no container registry?); "
+                  "building every image from Debian's archive and the Go module proxy instead "
+                  "(claude-bottle build --offline)", file=sys.stderr)  # fmt: skip
+            build_offline(runner)
     if image_label(runner, plan.sidecars_image, images.PIPELOCK_LABEL) == "absent":
         check_pipelock(False, plan.sidecars_image)
     if not image_id(runner, plan.agent_image):
         kind = agents.KINDS[plan.agent_kind]
         if plan.agent_image != kind.image:
             raise RuntimeFailure(f"agent image {plan.agent_image} is not present; build or pull it first")
-        build(runner, images.agent_build({}, kind.image, kind.dockerfile))
+        try:
+            build(runner, images.agent_build({}, kind.image, kind.dockerfile))
+        except BottleError:
+            raise RuntimeFailure(
+                f"the {kind.name} agent image needs the npm registry to build; on a machine without one, "
+                f"`claude-bottle build --offline` makes {images.AGENT_BASE_IMAGE} (python3, git) for agent.image"
+            ) from None
 
 
 def image_label(runner: Runner, image: str, label: str) -> str:
@@ -64,6 +78,12 @@ def pipelock_state(runner: Runner, build_args: dict[str, str]) -> str:
     if image is None:
         return "present"  # the pinned upstream image
     return "absent" if image_label(runner, image, images.PIPELOCK_LABEL) == "absent" else "present"
+
+
+def build_offline(runner: Runner) -> None:
+    """Every image a bottle needs, from Debian's archive and the Go module proxy (offline/build-images)."""
+    if runner.attach(["bash", images.OFFLINE_SCRIPT], stdout_to_stderr=True) != 0:
+        raise BottleError(f"the offline image build failed ({images.OFFLINE_SCRIPT}); its output is above")
 
 
 def build(runner: Runner, argv: list[str]) -> None:

@@ -31,6 +31,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     runner = SubprocessRunner()
     sidecars.preflight(runner)
+    if args.offline:
+        if build_args or args.agent:
+            raise UsageError("--offline builds every image itself: no --build-arg or --agent with it")
+        sidecars.build_offline(runner)
+        print(tag)
+        return 0
     sidecars.build(runner, images.sidecars_build(tag, build_args, sidecars.pipelock_state(runner, build_args)))
     if args.agent:
         kind = agents.KINDS[args.agent]
