@@ -139,7 +139,9 @@ def check_pipelock(present: bool, image: str) -> None:
     if present:
         return
     if os.environ.get(NO_PIPELOCK_ENV) == "1":
-        session.warn("WARNING: the sidecars image has no pipelock; only mitmdump's allowlist guards egress")
+        session.warn("WARNING: the sidecars image has no pipelock, so only mitmdump's addon guards egress; "
+                     "make an image claude-bottle/pipelock:local and run `claude-bottle build --offline` "
+                     "(see the README's Images section)")  # fmt: skip
         return
     raise RuntimeFailure(
         f"the sidecars image {image} was built without pipelock, so only one layer would guard "

@@ -54,8 +54,11 @@ def run(args: argparse.Namespace) -> int:
         captured.append(result)
         return result.returncode
 
-    from claude_bottle import docker
+    from claude_bottle import docker, sidecars
 
+    # A check, not the agent's run: a bundle without pipelock is still verified (start would refuse it);
+    # sidecars.check_pipelock then says so loudly, by name, and how to provide it.
+    os.environ.setdefault(sidecars.NO_PIPELOCK_ENV, "1")
     status = docker.start(plan, values, runner, facts.state_dir, extra_files=files, run=run_probe)
     if not captured:
         return status  # stopped by a signal before the probe ran; the bottle is gone
