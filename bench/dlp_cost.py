@@ -101,16 +101,16 @@ def policy(origin_port: int, default: str) -> dict[str, Any]:
         "upstream": None,
         "secrets": [],
         "dlp": {"default": default, "hosts": [{"host": "localhost", "wildcard": False, "mode": "skip"}]},
-    }  # fmt: skip
+    }
 
 
 def start_mitmdump(workdir: Path, ca: Path, origin_port: int, default: str, socket_path: str,
-                   addon: Path | None = None) -> tam.Mitmdump:  # fmt: skip
+                   addon: Path | None = None) -> tam.Mitmdump:
     saved = tam.ADDON
     tam.ADDON = addon or saved
     try:
         proxy = tam.Mitmdump(workdir, policy(origin_port, default), ca,
-                             env={"CLAUDE_BOTTLE_SCANNER_SOCKET": socket_path})  # fmt: skip
+                             env={"CLAUDE_BOTTLE_SCANNER_SOCKET": socket_path})
     finally:
         tam.ADDON = saved
     proxy.wait_ready()
@@ -124,7 +124,7 @@ def bench_api(sock: str, rounds: int, clients: int, seconds: float) -> None:
     """A skipped request costs the API nothing, so these are the absolute costs of a scan: each way
     alone, then the two alternating (the noisier figure: a gitleaks process runs between scans)."""
     text = dlp.scan_text("https://api.example.com/v1/messages", [(b"content-type", b"application/json"),
-                         (b"x-api-key", b"CLAUDE_BOTTLE_PLACEHOLDER")], BODY, [])  # fmt: skip
+                         (b"x-api-key", b"CLAUDE_BOTTLE_PLACEHOLDER")], BODY, [])
 
     async def timed(scanner: dlp.Scanner, name: str) -> float:
         start = time.perf_counter()
@@ -159,13 +159,13 @@ def bench_api(sock: str, rounds: int, clients: int, seconds: float) -> None:
         return {"alone": alone, "mixed": mixed, "rates": rates}
 
     progress(f"(a) Scanner API: {rounds} scans each way alone, {rounds} alternating, then {clients} at once "
-             f"for {seconds:g} s each")  # fmt: skip
+             f"for {seconds:g} s each")
     out = asyncio.run(run())
     print(f"(a) dlp.Scanner.scan() of a {len(text)}-byte request text; a skipped one costs nothing here")
     for name in out["alone"]:
         (med, p95), (mmed, mp95) = stats(out["alone"][name]), stats(out["mixed"][name])
         print(f"    {name:18s} alone median {med:6.2f} ms (p95 {p95:6.2f})   alternating median {mmed:6.2f} ms "
-              f"(p95 {mp95:6.2f})   {out['rates'][name]:6.0f} scans/s ({clients} at once)")  # fmt: skip
+              f"(p95 {mp95:6.2f})   {out['rates'][name]:6.0f} scans/s ({clients} at once)")
     fast_med, slow_med = (stats(out["alone"][k])[0] for k in ("scanner", "gitleaks process"))
     print(f"    gitleaks process / scanner: {slow_med / fast_med:.0f}x per scan, "
           f"{out['rates']['scanner'] / out['rates']['gitleaks process']:.0f}x throughput")
@@ -177,7 +177,7 @@ def bench_api(sock: str, rounds: int, clients: int, seconds: float) -> None:
 def interleaved(proxies: dict[str, tam.Mitmdump], origin_port: int, rounds: int) -> dict[tuple[str, str], list[float]]:
     """Per (proxy, mode): the time of each of `rounds` POSTs, every client taking its turn each round."""
     clients = {(name, mode): Client(p.port, "127.0.0.1" if mode == "scan" else "localhost", origin_port)
-               for name, p in proxies.items() for mode in ("scan", "skip")}  # fmt: skip
+               for name, p in proxies.items() for mode in ("scan", "skip")}
     times: dict[tuple[str, str], list[float]] = {key: [] for key in clients}
     for client in clients.values():  # warm: connections open, the scanner's pool too
         client.post()
@@ -206,7 +206,7 @@ def bench_proxy(proxies: dict[str, tam.Mitmdump], origin_port: int, rounds: int)
                 added[name] = scan_med - skip_med
                 print(f"    {name:18s} skip median {skip_med:6.2f} ms (p95 {skip_p95:6.2f})   scan median "
                       f"{scan_med:6.2f} ms (p95 {scan_p95:6.2f})   scan adds {scan_med - skip_med:6.2f} ms = "
-                      f"{scan_med / skip_med:5.2f}x skip")  # fmt: skip
+                      f"{scan_med / skip_med:5.2f}x skip")
         if len(added) == 2:
             fast, slow = sorted(added.values())
             print(f"    added cost, gitleaks process / scanner: {slow / max(fast, 1e-3):.0f}x")
@@ -290,14 +290,14 @@ def bench_warn_burst(proxies: dict[str, tam.Mitmdump], origin_port: int, burst: 
             """gitleaks' verdicts (the addon's other detectors, when it has them, log apart) and the misses."""
             events = proxy.events("warning")[before:]
             return ([e for e in events if e.get("kind") == "dlp" and "gitleaks" in str(e.get("reason"))],
-                    [e for e in events if e.get("kind") == "dlp_error"])  # fmt: skip
+                    [e for e in events if e.get("kind") == "dlp_error"])
 
         proxy.wait_for(lambda: sum(map(len, split())) >= burst, timeout=120)
         found, missed = split()
         done = time.monotonic() - start
         print(f"    {name:18s} all {burst} passed in {passed:5.2f} s; scanned and found {len(found)}/{burst} "
               f"(last verdict at {done:5.2f} s); not scanned {len(missed)}" + (f"; client errors {len(errors)}: "
-              f"{errors[0]}" if errors else ""))  # fmt: skip
+              f"{errors[0]}" if errors else ""))
         reasons: dict[str, int] = {}
         for e in missed:  # which (method host:port) and why, as the addon logged it
             key = f"{e.get('method')} {e.get('host')}:{e.get('port')}: {e.get('reason', '')}"
@@ -309,7 +309,7 @@ def bench_warn_burst(proxies: dict[str, tam.Mitmdump], origin_port: int, burst: 
 def bundle_at(rev: str, into: Path) -> Path:
     """The bundle's files as they were at git revision `rev`; returns its addon.py."""
     archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "claude_bottle/bundle"], check=True,
-                             capture_output=True).stdout  # fmt: skip
+                             capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into / "claude_bottle" / "bundle" / "addon.py"
 
@@ -325,7 +325,7 @@ def main() -> None:
 
     if tam.MITMDUMP is None or tam.OPENSSL is None or tsc.GITLEAKS is None:
         raise SystemExit("bench: needs mitmdump and openssl (apt-get install mitmproxy openssl) and gitleaks "
-                         "(.ci/build-images)")  # fmt: skip
+                         "(.ci/build-images)")
     progress("finding or building the scanner")
     tsc.SCANNER = tsc.scanner_binary()
     if tsc.SCANNER is None:
@@ -345,12 +345,12 @@ def main() -> None:
             before = bundle_at(args.before_rev, tmp) if args.before_rev else None
             label = f"gitleaks@{args.before_rev}"[:18] if args.before_rev else "gitleaks process"
             scan = {"scanner": start_mitmdump(tmp, ca, origin_port, "scan", sock),
-                    label: start_mitmdump(tmp, ca, origin_port, "scan", "", before)}  # fmt: skip
+                    label: start_mitmdump(tmp, ca, origin_port, "scan", "", before)}
             proxies += scan.values()
             bench_proxy(scan, origin_port, args.rounds)
             bench_throughput(scan, origin_port, args.clients, args.seconds)
             warn = {"scanner": start_mitmdump(tmp, ca, origin_port, "warn", sock),
-                    label: start_mitmdump(tmp, ca, origin_port, "warn", "", before)}  # fmt: skip
+                    label: start_mitmdump(tmp, ca, origin_port, "warn", "", before)}
             proxies += warn.values()
             bench_warn_burst(warn, origin_port, args.burst)
         finally:

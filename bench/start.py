@@ -74,7 +74,7 @@ def main() -> None:
             runner = PhaseRunner()
             start = time.perf_counter()
             plan = plan_mod.build(manifest, session.new_id(), command=("true",), uid=os.getuid(), gid=os.getgid(),
-                                  launcher=session.launcher_id())  # fmt: skip
+                                  launcher=session.launcher_id())
             code = docker.execute(plan, runner, {}, paths.state_dir())
             bottle.append(time.perf_counter() - start)
             if code != 0:

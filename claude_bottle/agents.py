@@ -56,5 +56,5 @@ KINDS: dict[str, Kind] = {
         ("gemini", "--yolo"), "@gemini",
         (Credential("GEMINI_API_KEY", "generativelanguage.googleapis.com", "x-goog-api-key"),), ".gemini",
     ),
-}  # fmt: skip
+}
 DEFAULT = "claude"

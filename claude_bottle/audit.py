@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from claude_bottle.runner import Runner
 
 FIELDS = ("ts", "source", "event", "host", "port", "method", "scheme", "mode", "kind", "secret", "rules", "peer",
-          "reason")  # fmt: skip
+          "reason")
 SUMMARY_ROWS = 8  # per kind of line; the rest is counted, and the file has everything
 # Where pipelock's lines name what they were about, the first one present winning: a URL or a host:port
 # target (most kinds), else a bare host (sni_mismatch: connect_host; response_scan_exempt: hostname).
@@ -83,7 +83,7 @@ def _pipelock_reason(raw: dict[str, Any]) -> str:
         return f"SNI verification failed ({get('category') or 'unknown'}){sni}"
     if event == "startup":
         return (f"pipelock {get('version')} listening on {get('listen')}, mode {get('mode')}, "
-                f"config {get('config_hash')[:12]}")  # fmt: skip
+                f"config {get('config_hash')[:12]}")
     if event == "config_reload":
         detail = f": {get('detail')}" if raw.get("detail") else ""
         return f"config reload {get('status')}{detail}, config {get('config_hash')[:12]}"
@@ -137,7 +137,7 @@ def record(line: str, saved: bool = False) -> dict[str, Any] | None:
         host = _text(bare).strip("[]") or None  # no port to split off: "::1" is a host
     rec = {"ts": _text(raw.get("time") or raw.get("ts") or "", 40), "source": "pipelock",
            "event": _text(raw["event"], 40), "host": host, "port": port,
-           "reason": _no_urls(_pipelock_reason(raw))}  # fmt: skip
+           "reason": _no_urls(_pipelock_reason(raw))}
     if raw.get("method"):
         rec["method"] = _text(raw["method"], 16)
     if raw.get("scanner"):
@@ -211,7 +211,7 @@ def summary(recs: list[dict[str, Any]]) -> list[str]:
     injected = by("injected", lambda r: (str(r.get("secret")), f"-> {r.get('host')}"))
     n_injected = sum(injected.values())
     head = (f"{allowed} request{'s' * (allowed != 1)} allowed, {sum(blocked.values())} blocked, "
-            f"{n_injected} secret injection{'s' * (n_injected != 1)}")  # fmt: skip
+            f"{n_injected} secret injection{'s' * (n_injected != 1)}")
     if tunnels:
         head += f", {tunnels} raw TCP tunnel{'s' * (tunnels != 1)}"
     if warned:
@@ -219,7 +219,7 @@ def summary(recs: list[dict[str, Any]]) -> list[str]:
     if failed:
         head += f", {sum(failed.values())} failed"
     return [head, *_rows("blocked", blocked), *_rows("injected", injected), *_rows("warning", warned),
-            *_rows("failed", failed)]  # fmt: skip
+            *_rows("failed", failed)]
 
 
 def finish(runner: Runner, plan: Plan, values: dict[str, str] | None, state_dir: str) -> None:

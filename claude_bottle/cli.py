@@ -41,12 +41,12 @@ def parser() -> argparse.ArgumentParser:
 
     start = sub.add_parser("start", help="run a bottle", usage="%(prog)s [options] MANIFEST [-- CMD ...]",
                            description="Run a bottle; `-- CMD ...` replaces the agent's command.", epilog=EPILOG,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     start.add_argument("manifest", metavar="MANIFEST", help="path to the manifest (JSON)")
     start.add_argument("--dry-run", action="store_true", help="print the plan; create nothing")
     start.add_argument("--format", choices=("text", "json"), default="text", help="plan output format")
     start.add_argument("--unsafe-allow-smolvm-egress-defects", action="store_true",
-                       help="run on a smolvm version with known egress-filtering defects (see README)")  # fmt: skip
+                       help="run on a smolvm version with known egress-filtering defects (see README)")
     start.set_defaults(agent_command=[])
 
     validate = sub.add_parser("validate", help="check a manifest and print it normalised")
@@ -62,16 +62,16 @@ def parser() -> argparse.ArgumentParser:
                "tried), or a failure at run time\n  2    bad input, an agent image without python3, or a runtime "
                "verify does not support yet\n  125  Docker is missing, unreachable or unsafe; nothing was created\n"
                "  129/130/143  stopped by SIGHUP/SIGINT/SIGTERM; everything was removed\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     verify.add_argument("manifest", metavar="MANIFEST", help="path to the manifest (JSON)")
     verify.add_argument("--format", choices=("text", "json"), default="text", help="a table, or JSON")
     # Defaults live in claude_bottle.verify (a unit test holds this help to them); None keeps cli.py light.
     verify.add_argument("--outside", metavar="ADDR", help="an IPv4 address outside the bottle, for the direct "
-                        "TCP, UDP and ICMP attempts (default: the public resolver 1.1.1.1)")  # fmt: skip
+                        "TCP, UDP and ICMP attempts (default: the public resolver 1.1.1.1)")
     verify.add_argument("--outside6", metavar="ADDR", help="an IPv6 address outside the bottle "
-                        "(default: 2606:4700:4700::1111)")  # fmt: skip
+                        "(default: 2606:4700:4700::1111)")
     verify.add_argument("--outside-name", metavar="NAME", help="a name that resolves outside the bottle "
-                        "(default: example.com)")  # fmt: skip
+                        "(default: example.com)")
 
     ps = sub.add_parser("ps", help="list running bottles")
     ps.add_argument("--format", choices=("text", "json"), default="text")
@@ -86,7 +86,7 @@ def parser() -> argparse.ArgumentParser:
 
     logs = sub.add_parser("logs", help="show what a bottle's bundle allowed, blocked and injected",
                           description="Show a bottle's egress decisions: live from its bundle while it runs, "
-                                      "else from the log saved when its session ended.")  # fmt: skip
+                                      "else from the log saved when its session ended.")
     logs.add_argument("name", metavar="NAME", help="the bottle's name")
     logs.add_argument("--session", help="which session, when several run (default: the newest)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new decisions")
@@ -96,18 +96,18 @@ def parser() -> argparse.ArgumentParser:
                             usage="%(prog)s --target kubernetes [options] MANIFEST [-- CMD ...]",
                             description="Print the session's Kubernetes objects as one kubectl-appliable "
                                         "document (a v1 List in JSON); what only a running session has "
-                                        "(the bundle's CA, secret values) is explained on stderr.")  # fmt: skip
+                                        "(the bundle's CA, secret values) is explained on stderr.")
     render.add_argument("manifest", metavar="MANIFEST")
     render.add_argument("--target", choices=("kubernetes",), required=True, help="what to render for")
     render.add_argument("--agent", choices=("pod", "sandbox"), help="the agent as a Pod or an agent-sandbox "
-                        "Sandbox (default: the manifest's kubernetes.agent; \"auto\" renders a Pod)")  # fmt: skip
+                        "Sandbox (default: the manifest's kubernetes.agent; \"auto\" renders a Pod)")
     render.add_argument("--with-secret-values", action="store_true",
                         help="put the secrets' values into the Secret (they are then in the output)")
     render.set_defaults(agent_command=[])
 
     build = sub.add_parser("build", help="build the sidecars image (and optionally the agent image)")
     build.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE",
-                       help="passed to docker build (e.g. BASE_IMAGE=...)")  # fmt: skip
+                       help="passed to docker build (e.g. BASE_IMAGE=...)")
     build.add_argument("--agent", nargs="?", const="claude", choices=("claude", "codex", "gemini"), metavar="KIND",
                        help="also build an agent image: claude (the default), codex or gemini")
     build.add_argument("--print-tag", action="store_true", help="print the sidecars image tag and exit")

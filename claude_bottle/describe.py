@@ -26,7 +26,7 @@ def plan_text(plan: Plan) -> str:
             ("proxy", plan.proxy_url),
             ("sidecars", plan.sidecars_image),
         ]
-    )  # fmt: skip
+    )
     lines += ["", "egress (host: ports)"]
     gates = egress["port_gates"]
     if gates:

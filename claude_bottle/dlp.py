@@ -62,7 +62,7 @@ def parse(r: Any, value: Any, egress: egress_mod.Egress) -> Dlp:
         host, wildcard = rule.host.removeprefix("*."), rule.wildcard
         # It must cover an allowed host, or fall under an allowed wildcard.
         if not any(_covers(host, wildcard, g.host) or (g.wildcard and _covers(g.host, True, host))
-                   for g in egress.port_gates):  # fmt: skip
+                   for g in egress.port_gates):
             raise r.fail(field, "matches no host in egress.allow")
         if mode not in MODES:
             raise r.fail(field, f"must be one of {', '.join(MODES)}, not {mode!r}")
@@ -80,4 +80,4 @@ def effective(dlp: Dlp | None, egress: egress_mod.Egress) -> dict[str, Any]:
             if reachable and not any(_covers(h, w, host) for h, w, _ in chosen.hosts):
                 entries.append((host, False, "warn"))
     return {"default": chosen.default,
-            "hosts": [{"host": h, "wildcard": w, "mode": m} for h, w, m in sorted(entries)]}  # fmt: skip
+            "hosts": [{"host": h, "wildcard": w, "mode": m} for h, w, m in sorted(entries)]}

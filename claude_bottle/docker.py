@@ -26,7 +26,7 @@ def start(plan: Plan, secret_values: dict[str, str], runner: Runner, state_dir: 
     sidecars.preflight(runner)
     if plan.ssh is not None and plan.ssh.unknown:
         session.warn(f"no known_hosts entry for {', '.join(plan.ssh.unknown)}: ssh in the bottle will refuse "
-                     "those hosts' keys; seed them with ssh.known_hosts (see the README)")  # fmt: skip
+                     "those hosts' keys; seed them with ssh.known_hosts (see the README)")
     check_external_networks(runner, plan)
     sidecars.ensure_images(runner, plan)
     return execute(plan, runner, secret_values, state_dir or paths.state_dir(), extra_files=extra_files, run=run)
@@ -56,7 +56,7 @@ def execute(plan: Plan, runner: Runner, secret_values: dict[str, str], state_dir
 
     def cleanup() -> list[str]:
         return session.save_then(lambda: audit.finish(runner, plan, secret_values, state_dir),
-                                 lambda: session.teardown(runner, session.session_label(plan.session)))  # fmt: skip
+                                 lambda: session.teardown(runner, session.session_label(plan.session)))
 
     return session.guarded(body, cleanup)
 
@@ -68,7 +68,7 @@ def ensure_state_volume(runner: Runner, plan: Plan) -> None:
         return
     sidecars.must(runner, docker_argv.volume_create(volume), f"creating the state volume {volume.name}")
     sidecars.must(runner, docker_argv.volume_chown(volume, plan.agent_image, plan.agent_user),
-                  "giving the state volume to the agent's user")  # fmt: skip
+                  "giving the state volume to the agent's user")
 
 
 def create_agent(runner: Runner, plan: Plan, interactive: bool = True) -> dict[str, tuple[bytes, int]]:
@@ -85,7 +85,7 @@ def run_agent(runner: Runner, plan: Plan, ca_pem: str, files: dict[str, tuple[by
     agent = plan.container("agent")
     files = {**files, plan_mod.CA_PATH.lstrip("/"): (ca_pem.encode(), 0o444)}
     sidecars.must(runner, docker_argv.copy_in(agent.name, "/"), "giving the agent the CA certificate",
-                  input=docker_argv.tar_of(files))  # fmt: skip
+                  input=docker_argv.tar_of(files))
     if run is not None:
         return run(docker_argv.start_attached(agent.name, False))
     return runner.attach(docker_argv.start_attached(agent.name, True))

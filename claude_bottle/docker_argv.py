@@ -56,7 +56,7 @@ def bundle_create(plan: Plan, bundle: Container) -> list[str]:
         "--pids-limit", str(BUNDLE_PIDS),
         "--memory", BUNDLE_MEMORY,
         "--restart", "no",
-    ]  # fmt: skip
+    ]
     return argv + [bundle.image]
 
 
@@ -80,7 +80,7 @@ def agent_create(plan: Plan, agent: Container, interactive: bool, tty: bool) -> 
         "--pids-limit", str(plan.resources.pids),
         "--memory", plan.resources.memory,
         "--workdir", "/workspace",
-    ]  # fmt: skip
+    ]
     if plan.state_volume is not None:  # the home the agent's earlier sessions left (login, settings, history)
         argv += ["--mount", f"type=volume,source={plan.state_volume.name},target={plan.state_volume.target}"]
     else:  # scratch space owned by the agent user, whatever uid that is: a clean slate every session
@@ -216,7 +216,7 @@ def running_bundles(label_prefix: str, name: str) -> list[str]:
     """Running bundles of one bottle: created, session, id."""
     return ["docker", "ps", "--filter", f"label={label_prefix}.bottle={name}", "--filter",
             f"label={label_prefix}.role=bundle", "--format",
-            f'{{{{.CreatedAt}}}}\t{{{{.Label "{label_prefix}.session"}}}}\t{{{{.ID}}}}']  # fmt: skip
+            f'{{{{.CreatedAt}}}}\t{{{{.Label "{label_prefix}.session"}}}}\t{{{{.ID}}}}']
 
 
 def volume_exists(name: str) -> list[str]:
@@ -232,7 +232,7 @@ def volume_chown(volume: Volume, image: str, user: str) -> list[str]:
     mount point, which is not the launching user's uid. No network, no capabilities but CHOWN."""
     return ["docker", "run", "--rm", "--network", "none", "--user", "0", "--cap-drop", "ALL", "--cap-add", "CHOWN",
             "--security-opt", "no-new-privileges", "--mount", f"type=volume,source={volume.name},target=/state",
-            "--entrypoint", "chown", image, "-R", user, "/state"]  # fmt: skip
+            "--entrypoint", "chown", image, "-R", user, "/state"]
 
 
 def list_volumes(label: str) -> list[str]:

@@ -134,7 +134,7 @@ class PortGate:
 
     def to_json(self) -> dict[str, object]:
         return {"host": self.host, "wildcard": self.wildcard, "ports": list(self.ports),
-                "raw_ports": list(self.raw_ports)}  # fmt: skip
+                "raw_ports": list(self.raw_ports)}
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def gather(manifest: Manifest, runner: Runner, *, dry_run: bool) -> HostFacts:
         session=session.new_id(), uid=os.getuid(), gid=os.getgid(), launcher=session.launcher_id(),
         ssh_auth_sock=forwarded_agent_socket(manifest), environ=dict(os.environ),
         placeholder_seed=session.placeholder_seed(), taken_subnets=subnets, state_dir=paths.state_dir(),
-    )  # fmt: skip
+    )
 
 
 def forwarded_agent_socket(manifest: Manifest) -> str | None:
@@ -65,4 +65,4 @@ def plan(manifest: Manifest, facts: HostFacts, command: tuple[str, ...]) -> plan
         manifest, facts.session, command=command, uid=facts.uid, gid=facts.gid, taken_subnets=facts.taken_subnets,
         state_dir=facts.state_dir, launcher=facts.launcher, ssh_auth_sock=facts.ssh_auth_sock,
         environ=facts.environ, placeholder_seed=facts.placeholder_seed,
-    )  # fmt: skip
+    )

@@ -19,7 +19,7 @@ AGENT_IMAGE = f"claude-bottle/agent:{__version__}"
 # Files that go into the sidecars image; a change to any of them changes the tag.
 BUNDLE_FILES = ("Dockerfile.sidecars", "supervise.py", "addon.py", "policy.py", "dlp.py", "detect.py", "tunnel.py",
                 "shared.py", "bip39_english.txt", "gitleaks.toml",
-                "scanner/go.mod", "scanner/go.sum", "scanner/main.go")  # fmt: skip
+                "scanner/go.mod", "scanner/go.sum", "scanner/main.go")
 IMAGE_ENV = "CLAUDE_BOTTLE_SIDECARS_IMAGE"  # use a prebuilt image instead (air-gapped hosts)
 # "present" or "absent": set on the sidecars image from what its PIPELOCK_IMAGE holds (Dockerfile.sidecars),
 # and on the placeholder image that machines without pipelock build in its place.

@@ -58,7 +58,7 @@ class KubePlan(Plan):
     def to_json(self) -> dict[str, Any]:
         out = super().to_json()
         out["kubernetes"] = {"settings": self.settings().to_json(),
-                             "objects": render(self, agent_kind=static_agent_kind(self.settings()))}  # fmt: skip
+                             "objects": render(self, agent_kind=static_agent_kind(self.settings()))}
         return out
 
 
@@ -93,7 +93,7 @@ def adapt(plan: Plan, manifest: Manifest) -> KubePlan:
         sidecars_image=image,
         containers=(Container(f"{p}-bundle", "bundle", image, (), _tagged(plan, "bundle")),
                     Container(f"{p}-agent", "agent", plan.agent_image, (), _tagged(plan, "agent"))),
-    )  # fmt: skip
+    )
     if "state_volume" in base:  # the Docker runtime's per-bottle home; on a cluster the home is per session
         base["state_volume"] = None
     return KubePlan(**base, kube=settings)
@@ -120,7 +120,7 @@ def selector(plan: Plan, role: str) -> dict[str, str]:
 def meta(plan: Plan, name: str, role: str, namespaced: bool = True) -> dict[str, Any]:
     launcher = dict(plan.labels).get(f"{LABEL}.launcher", "")
     out: dict[str, Any] = {"name": name, "labels": labels(plan, role),
-                           "annotations": {f"{LABEL}.launcher": launcher}}  # fmt: skip
+                           "annotations": {f"{LABEL}.launcher": launcher}}
     if namespaced:
         out["namespace"] = _settings(plan).namespace
     return out
@@ -132,7 +132,7 @@ def _settings(plan: Plan) -> Settings:
 
 def render(plan: Plan, *, agent_kind: str = "pod", sandbox_version: str = SANDBOX_VERSIONS[0],
            bundle_ip: str | None = None, ca_pem: str | None = None, secrets_json: bytes | None = None,
-           tty: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+           tty: bool = False) -> list[dict[str, Any]]:
     """Every object of the session, in the order they must be created."""
     out = bundle_objects(plan, secrets_json)
     if ca_pem is not None:
@@ -155,10 +155,10 @@ def bundle_objects(plan: Plan, secrets_json: bytes | None = None) -> list[dict[s
         out.append({"apiVersion": "v1", "kind": "Namespace", "metadata": meta(plan, s.namespace, "namespace", False)})
     out.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(plan, f"{p}-config", "config"),
                 "immutable": True,
-                "data": {"pipelock.yaml": plan.pipelock_yaml, "policy.json": plan.bundle_policy}})  # fmt: skip
+                "data": {"pipelock.yaml": plan.pipelock_yaml, "policy.json": plan.bundle_policy}})
     if plan.secrets:
         secret: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                                  "metadata": meta(plan, f"{p}-secrets", "secrets")}  # fmt: skip
+                                  "metadata": meta(plan, f"{p}-secrets", "secrets")}
         if secrets_json is not None:  # a dry run and `render` read no values: empty there, and fillable
             secret.update(immutable=True, data={"secrets.json": base64.b64encode(secrets_json).decode("ascii")})
         out.append(secret)
@@ -166,7 +166,7 @@ def bundle_objects(plan: Plan, secrets_json: bytes | None = None) -> list[dict[s
     out.append({"apiVersion": "v1", "kind": "Service", "metadata": meta(plan, f"{p}-bundle", "bundle"),
                 "spec": {"type": "ClusterIP", "selector": selector(plan, "bundle"),
                          "ports": [{"name": "proxy", "protocol": "TCP", "port": PROXY_PORT,
-                                    "targetPort": PROXY_PORT}]}})  # fmt: skip
+                                    "targetPort": PROXY_PORT}]}})
     out += kubernetes_policy.policies(plan, s, p, lambda name, role: meta(plan, name, role), selector)
     return out
 
@@ -182,14 +182,14 @@ def container_security() -> dict[str, Any]:
     """What --cap-drop ALL and no-new-privileges say in Docker, for every container of a bottle."""
     return {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "allowPrivilegeEscalation": False,
             "privileged": False, "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
+            "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def pod_security() -> dict[str, Any]:
     # fsGroup: the kubelet hands mounted Secret, ConfigMap and emptyDir files to this group, which is
     # how uid 10001 reads a 0400 Secret file the kubelet writes as root (it is made 0440 root:10001).
     return {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
-            "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
+            "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def _pod_common() -> dict[str, Any]:
@@ -203,7 +203,7 @@ def bundle_pod(plan: Plan) -> dict[str, Any]:
     dead bundle ends the session instead (the supervisor inside already restarts crashed children)."""
     p = prefix(plan.name, plan.session)
     mounts = [{"name": "config", "mountPath": BUNDLE_CONFIG_DIR, "readOnly": True},
-              {"name": "state", "mountPath": BUNDLE_STATE_DIR}]  # fmt: skip
+              {"name": "state", "mountPath": BUNDLE_STATE_DIR}]
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": f"{p}-config", "defaultMode": 0o444}},
         {"name": "state", "emptyDir": {"sizeLimit": "1Gi"}},
@@ -219,7 +219,7 @@ def bundle_pod(plan: Plan) -> dict[str, Any]:
         "readinessProbe": {"exec": {"command": [*SUPERVISE, "--check"]}, "periodSeconds": 2, "timeoutSeconds": 5},
         "securityContext": container_security(), "volumeMounts": mounts,
         "resources": {"limits": dict(BUNDLE_LIMITS), "requests": {"memory": "256Mi", "cpu": "100m"}},
-    }  # fmt: skip
+    }
     if env:
         container["env"] = env
     spec = {**_pod_common(), "enableServiceLinks": False, "containers": [container], "volumes": volumes}
@@ -243,7 +243,7 @@ def agent_pod_spec(plan: Plan, bundle_ip: str | None = None, tty: bool = False) 
     env = agent_env(plan, bundle_ip)
     ca_dir = plan_mod.CA_PATH.rsplit("/", 1)[0]
     mounts = [{"name": "home", "mountPath": plan_mod.AGENT_HOME}, {"name": "workspace", "mountPath": "/workspace"},
-              {"name": "ca", "mountPath": ca_dir, "readOnly": True}]  # fmt: skip
+              {"name": "ca", "mountPath": ca_dir, "readOnly": True}]
     workspace: dict[str, Any]
     if s.workspace_claim:
         workspace = {"persistentVolumeClaim": {"claimName": s.workspace_claim}}
@@ -254,7 +254,7 @@ def agent_pod_spec(plan: Plan, bundle_ip: str | None = None, tty: bool = False) 
         {"name": "workspace", **workspace},
         {"name": "ca", "configMap": {"name": f"{p}-ca", "defaultMode": 0o444,
                                      "items": [{"key": "ca.pem", "path": plan_mod.CA_PATH.rsplit("/", 1)[1]}]}},
-    ]  # fmt: skip
+    ]
     limits = {"memory": quantity(plan.resources.memory)}
     if plan.resources.cpus:
         limits["cpu"] = f"{plan.resources.cpus:g}"
@@ -263,7 +263,7 @@ def agent_pod_spec(plan: Plan, bundle_ip: str | None = None, tty: bool = False) 
         "args": list(plan.agent_command),  # args, not command: like `docker run IMAGE CMD`, the entrypoint stays
         "workingDir": "/workspace", "env": env, "stdin": True, "stdinOnce": True, "tty": tty,
         "securityContext": container_security(), "volumeMounts": mounts, "resources": {"limits": limits},
-    }  # fmt: skip
+    }
     spec: dict[str, Any] = {
         **_pod_common(),
         # Only the static form needs the kubelet's service-link variables (see the module's docstring).
@@ -272,7 +272,7 @@ def agent_pod_spec(plan: Plan, bundle_ip: str | None = None, tty: bool = False) 
         # (the NetworkPolicy blocks port 53 too). Proxied requests carry names the bundle resolves.
         "dnsPolicy": "None", "dnsConfig": {"nameservers": ["127.0.0.1"]},
         "containers": [container], "volumes": volumes,
-    }  # fmt: skip
+    }
     if s.runtime_class_name:  # the agent's boundary; the bundle runs our own code and stays on runc
         spec["runtimeClassName"] = s.runtime_class_name
     if s.workspace_git:
@@ -286,14 +286,14 @@ def clone_container(plan: Plan, env: list[dict[str, str]], mounts: list[dict[str
     s = _settings(plan)
     assert s.workspace_git is not None
     argv = ["git", "clone", "--depth=1", *(["--branch", s.workspace_ref] if s.workspace_ref else []),
-            "--", s.workspace_git, "/workspace"]  # fmt: skip
+            "--", s.workspace_git, "/workspace"]
     return {"name": "clone", "image": plan.agent_image, "imagePullPolicy": "IfNotPresent", "command": argv,
             "workingDir": "/workspace", "env": env, "securityContext": container_security(), "volumeMounts": mounts,
-            "resources": {"limits": {"memory": quantity(plan.resources.memory)}}}  # fmt: skip
+            "resources": {"limits": {"memory": quantity(plan.resources.memory)}}}
 
 
 def agent_object(plan: Plan, kind: str = "pod", *, sandbox_version: str = SANDBOX_VERSIONS[0],
-                 bundle_ip: str | None = None, tty: bool = False) -> dict[str, Any]:  # fmt: skip
+                 bundle_ip: str | None = None, tty: bool = False) -> dict[str, Any]:
     """The agent as a Pod, or as an agent-sandbox Sandbox (same pod spec, in spec.podTemplate; the
     Sandbox's labels go on the pod too, which is what the NetworkPolicies select)."""
     name = f"{prefix(plan.name, plan.session)}-agent"
@@ -304,7 +304,7 @@ def agent_object(plan: Plan, kind: str = "pod", *, sandbox_version: str = SANDBO
         raise ValueError(f"no agent kind {kind!r} ({sandbox_version})")
     template = {"metadata": {"labels": labels(plan, "agent")}, "spec": spec}
     return {"apiVersion": f"{SANDBOX_GROUP}/{sandbox_version}", "kind": "Sandbox", "metadata": meta(plan, name, "agent"),
-            "spec": {"podTemplate": template}}  # fmt: skip
+            "spec": {"podTemplate": template}}
 
 
 def dump(objects: list[dict[str, Any]]) -> str:

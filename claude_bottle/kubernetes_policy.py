@@ -27,7 +27,7 @@ from claude_bottle.plan import PROXY_PORT
 API = "networking.k8s.io/v1"
 # CoreDNS keeps kube-dns's label, so this selector finds the resolver on kubeadm, EKS, GKE, AKS and kind.
 DNS_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}  # fmt: skip
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
 DNS_PORTS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
 
 
@@ -75,7 +75,7 @@ def bundle_egress(plan: Plan, settings: Settings) -> list[dict[str, Any]]:
 
 
 def policies(plan: Plan, settings: Settings, p: str, meta: Callable[[str, str], dict[str, Any]],
-             selector: Callable[[Plan, str], dict[str, str]]) -> list[dict[str, Any]]:  # fmt: skip
+             selector: Callable[[Plan, str], dict[str, str]]) -> list[dict[str, Any]]:
     """Both policies, named after the session's prefix `p`; `meta(name, role)` and `selector(plan,
     role)` are kubernetes.py's, passed in so this module needs nothing back from it."""
     proxy = _ports((PROXY_PORT,))
@@ -84,11 +84,11 @@ def policies(plan: Plan, settings: Settings, p: str, meta: Callable[[str, str], 
         "spec": {"podSelector": {"matchLabels": selector(plan, "agent")}, "policyTypes": ["Ingress", "Egress"],
                  "ingress": [],
                  "egress": [{"to": [{"podSelector": {"matchLabels": selector(plan, "bundle")}}], "ports": proxy}]},
-    }  # fmt: skip
+    }
     bundle = {
         "apiVersion": API, "kind": "NetworkPolicy", "metadata": meta(f"{p}-bundle", "policy"),
         "spec": {"podSelector": {"matchLabels": selector(plan, "bundle")}, "policyTypes": ["Ingress", "Egress"],
                  "ingress": [{"from": [{"podSelector": {"matchLabels": selector(plan, "agent")}}], "ports": proxy}],
                  "egress": bundle_egress(plan, settings)},
-    }  # fmt: skip
+    }
     return [agent, bundle]

@@ -32,7 +32,7 @@ AGENT_TIMEOUT = 300.0  # scheduling, the agent image's pull, a git workspace's c
 EXIT_TIMEOUT = 30.0  # from the end of the attach to the container's terminated state
 # Waiting reasons that no amount of waiting fixes: fail with the reason instead of at the timeout.
 HOPELESS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
-            "CreateContainerError", "RunContainerError")  # fmt: skip
+            "CreateContainerError", "RunContainerError")
 
 
 def _version(text: str) -> tuple[int, int] | None:
@@ -83,7 +83,7 @@ def agent_kind(runner: Runner, plan: KubePlan) -> tuple[str, str]:
     if s.agent == "sandbox":
         raise RuntimeFailure(f"kubernetes.agent is \"sandbox\", but the cluster serves no Sandbox API "
                              f"({kargv.SANDBOXES} {', '.join(kubernetes.SANDBOX_VERSIONS)}); install "
-                             "agent-sandbox or use \"pod\"")  # fmt: skip
+                             "agent-sandbox or use \"pod\"")
     return "pod", ""
 
 
@@ -92,10 +92,10 @@ def check_namespace(runner: Runner, plan: KubePlan) -> None:
     exists = runner.run(kargv.namespace_exists(s.context, s.namespace), timeout=30).returncode == 0
     if s.create_namespace and exists:
         raise ManifestError(plan.manifest_path, "kubernetes.namespace", f"{s.namespace!r} already exists, and "
-                            "create_namespace makes a new one per session (removed with it)")  # fmt: skip
+                            "create_namespace makes a new one per session (removed with it)")
     if not s.create_namespace and not exists:
         raise ManifestError(plan.manifest_path, "kubernetes.namespace", f"{s.namespace!r} does not exist in the "
-                            "cluster (or cannot be read); create it, or set create_namespace")  # fmt: skip
+                            "cluster (or cannot be read); create it, or set create_namespace")
 
 
 def start(plan: KubePlan, secret_values: dict[str, str], runner: Runner, state_dir: str | None = None) -> int:
@@ -115,7 +115,7 @@ def must(runner: Runner, argv: list[str], what: str, input: bytes | None = None,
 
 
 def execute(plan: KubePlan, runner: Runner, secret_values: dict[str, str], state_dir: str, kind: str = "pod",
-            version: str = "", tty: bool = False) -> int:  # fmt: skip
+            version: str = "", tty: bool = False) -> int:
     s = plan.settings()
     ctx, ns = s.context, s.namespace
 
@@ -127,14 +127,14 @@ def execute(plan: KubePlan, runner: Runner, secret_values: dict[str, str], state
         ca = wait_bundle(runner, plan)
         ip = cluster_ip(runner, plan)
         agent = kubernetes.agent_object(plan, kind, sandbox_version=version or kubernetes.SANDBOX_VERSIONS[0],
-                                        bundle_ip=ip, tty=tty)  # fmt: skip
+                                        bundle_ip=ip, tty=tty)
         must(runner, kargv.apply(ctx, ns), "creating the agent", _doc([kubernetes.ca_config_map(plan, ca), agent]))
         return run_agent(runner, plan, tty)
 
     def cleanup() -> list[str]:
         return session.save_then(lambda: finish(runner, plan, secret_values, state_dir),
                                  lambda: teardown(runner, ctx, ns, plan.session, kind == "sandbox",
-                                                  s.create_namespace))  # fmt: skip
+                                                  s.create_namespace))
 
     return session.guarded(body, cleanup)
 
@@ -155,7 +155,7 @@ def wait_bundle(runner: Runner, plan: KubePlan) -> str:
             print(f"claude-bottle: bundle log (last lines):\n{tail.stdout.strip()}", file=sys.stderr)
         raise BottleError(f"the bundle did not become ready within {BUNDLE_TIMEOUT:g} s: {why}")
     said = runner.run(kargv.exec_in(s.context, s.namespace, pod, "bundle", [*kubernetes.SUPERVISE, "--wait", "30"]),
-                      timeout=90)  # fmt: skip
+                      timeout=90)
     try:
         ready = json.loads(said.stdout) if said.returncode == 0 else None
     except ValueError:
@@ -172,7 +172,7 @@ def wait_bundle(runner: Runner, plan: KubePlan) -> str:
 def cluster_ip(runner: Runner, plan: KubePlan) -> str:
     s = plan.settings()
     out = must(runner, kargv.get_json(s.context, s.namespace, "service", plan.container("bundle").name),
-               "reading the bundle's Service")  # fmt: skip
+               "reading the bundle's Service")
     try:
         ip = str(json.loads(out)["spec"]["clusterIP"])
         ipaddress.ip_address(ip)
@@ -271,7 +271,7 @@ def finish(runner: Runner, plan: KubePlan, values: dict[str, str] | None, state_
 
 
 def teardown(runner: Runner, context: str | None, namespace: str, sid: str, sandboxes: bool,
-             namespaces: bool) -> list[str]:  # fmt: skip
+             namespaces: bool) -> list[str]:
     """Delete every object carrying the session's label, until a listing comes back empty (a create
     cut short by a signal may still land). Sandboxes go first: their controller would remake a pod."""
     label = session.session_label(sid)
@@ -335,20 +335,20 @@ def list_sessions(runner: Runner, context: str | None = None) -> list[ClusterSes
     found: dict[str, dict[str, Any]] = {}
     items = (json.loads(listed.stdout or "{}").get("items") or [])
     owned = {i["metadata"]["labels"].get(f"{LABEL}.session") for i in
-             (json.loads(spaces.stdout or "{}").get("items") or [] if spaces.returncode == 0 else [])}  # fmt: skip
+             (json.loads(spaces.stdout or "{}").get("items") or [] if spaces.returncode == 0 else [])}
     for item in items:
         md = item.get("metadata", {})
         sid = (md.get("labels") or {}).get(f"{LABEL}.session", "")
         entry = found.setdefault(sid, {"name": (md.get("labels") or {}).get(f"{LABEL}.bottle", ""),
-                                       "namespace": md.get("namespace", ""), "launcher": "", "objects": []})  # fmt: skip
+                                       "namespace": md.get("namespace", ""), "launcher": "", "objects": []})
         entry["launcher"] = entry["launcher"] or (md.get("annotations") or {}).get(f"{LABEL}.launcher", "")
         entry["objects"].append((str(item.get("kind", "")), str(md.get("name", "")),
-                                 str((item.get("status") or {}).get("phase", ""))))  # fmt: skip
+                                 str((item.get("status") or {}).get("phase", ""))))
     return [ClusterSession(e["name"], sid, e["namespace"], e["launcher"], tuple(e["objects"]), sid in owned)
-            for sid, e in sorted(found.items())]  # fmt: skip
+            for sid, e in sorted(found.items())]
 
 
 def remove_session(runner: Runner, found: ClusterSession, context: str | None = None) -> list[str]:
     served = runner.run(kargv.sandbox_versions(context), timeout=30)
     return teardown(runner, context, found.namespace, found.session, served.returncode == 0 and bool(served.stdout),
-                    found.own_namespace)  # fmt: skip
+                    found.own_namespace)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from claude_bottle import egress as egress_mod
 
 KEYS = ("namespace", "create_namespace", "context", "runtime_class_name", "agent", "workspace", "storage",
-        "cluster_cidrs", "sidecars_image")  # fmt: skip
+        "cluster_cidrs", "sidecars_image")
 WORKSPACE_KEYS = ("claim", "git", "ref")
 AGENT_KINDS = ("auto", "pod", "sandbox")  # auto: a Sandbox when the cluster serves the CRD, else a Pod
 # RFC 1123 label (namespaces) and subdomain (claims, runtime classes): what the API server accepts.
@@ -31,7 +31,7 @@ DEFAULT_STORAGE = "10Gi"
 # What the bundle must not reach unless a rule names an address: a cluster's pod and service ranges
 # live in these (we cannot read them portably), and so does every node and the metadata service.
 DEFAULT_CLUSTER_CIDRS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
-                         "fc00::/7", "fe80::/10")  # fmt: skip
+                         "fc00::/7", "fe80::/10")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Settings:
         return {"namespace": self.namespace, "create_namespace": self.create_namespace, "context": self.context,
                 "runtime_class_name": self.runtime_class_name, "agent": self.agent, "workspace": workspace,
                 "storage": self.storage, "cluster_cidrs": list(self.cluster_cidrs),
-                "sidecars_image": self.sidecars_image}  # fmt: skip
+                "sidecars_image": self.sidecars_image}
 
 
 def parse(r: Any, value: Any, egress: egress_mod.Egress) -> Settings:
@@ -66,14 +66,14 @@ def parse(r: Any, value: Any, egress: egress_mod.Egress) -> Settings:
     out: dict[str, Any] = {}
     if "namespace" in section:
         out["namespace"] = _match(r, section["namespace"], "kubernetes.namespace", DNS_LABEL_RE,
-                                  "must be a namespace name (1-63 of a-z, 0-9 and inner hyphens)")  # fmt: skip
+                                  "must be a namespace name (1-63 of a-z, 0-9 and inner hyphens)")
     if "create_namespace" in section:
         if not isinstance(section["create_namespace"], bool):
             raise r.fail("kubernetes.create_namespace", "must be true or false")
         out["create_namespace"] = section["create_namespace"]
     if "context" in section:
         out["context"] = _match(r, section["context"], "kubernetes.context", CONTEXT_RE,
-                                "must be a kubeconfig context name (no spaces or control characters)")  # fmt: skip
+                                "must be a kubeconfig context name (no spaces or control characters)")
     if "runtime_class_name" in section:
         out["runtime_class_name"] = _match(r, section["runtime_class_name"], "kubernetes.runtime_class_name",
                                            DNS_SUBDOMAIN_RE, "must be a RuntimeClass name such as \"gvisor\"")
@@ -86,7 +86,7 @@ def parse(r: Any, value: Any, egress: egress_mod.Egress) -> Settings:
         out.update(_workspace(r, section["workspace"], egress))
     if "storage" in section:
         out["storage"] = _match(r, section["storage"], "kubernetes.storage", QUANTITY_RE,
-                                "must be a size such as \"10Gi\" (Ki, Mi, Gi or Ti)")  # fmt: skip
+                                "must be a size such as \"10Gi\" (Ki, Mi, Gi or Ti)")
     if "cluster_cidrs" in section:
         out["cluster_cidrs"] = _cidrs(r, section["cluster_cidrs"])
     if "sidecars_image" in section:
@@ -115,24 +115,24 @@ def _workspace(r: Any, value: Any, egress: egress_mod.Egress) -> dict[str, Any]:
         if "ref" in section:
             raise r.fail("kubernetes.workspace.ref", "only goes with \"git\"")
         return {"workspace_claim": _match(r, section["claim"], "kubernetes.workspace.claim", DNS_SUBDOMAIN_RE,
-                                          "must be a PersistentVolumeClaim name")}  # fmt: skip
+                                          "must be a PersistentVolumeClaim name")}
     url = r.nonempty(section["git"], "kubernetes.workspace.git")
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname or parts.username or parts.password or parts.query \
-            or parts.fragment or any(c.isspace() for c in url):  # fmt: skip
+            or parts.fragment or any(c.isspace() for c in url):
         raise r.fail("kubernetes.workspace.git", f"{url!r} must be an https:// URL with no user, query or fragment")
     from claude_bottle import secrets as secrets_mod  # lazy: only manifests with a git workspace need it
 
     # The clone goes out through the bundle like everything else, so a rule must allow its host.
     if parts.port not in (None, 443) or not secrets_mod.covered(egress, parts.hostname.lower()):
         raise r.fail("kubernetes.workspace.git", f"{parts.hostname} is not allowed by egress.allow on port 443, "
-                                                 "and the clone goes through the bundle")  # fmt: skip
+                                                 "and the clone goes through the bundle")
     out = {"workspace_git": url}
     if "ref" in section:
         out["workspace_ref"] = _match(r, section["ref"], "kubernetes.workspace.ref", GIT_REF_RE,
-                                      "must be a branch or tag name")  # fmt: skip
+                                      "must be a branch or tag name")
     return out
 
 
@@ -162,5 +162,5 @@ def from_top(r: Any, top: dict[str, Any], runtime: str, egress: egress_mod.Egres
         return None
     if "workspace" in top:
         raise r.fail("workspace", "is a host directory, which a cluster cannot mount; use kubernetes.workspace "
-                                  "(a PVC claim or a git URL)")  # fmt: skip
+                                  "(a PVC claim or a git URL)")
     return parse(r, top.get("kubernetes", {}), egress)

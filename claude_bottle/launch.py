@@ -10,7 +10,7 @@ from claude_bottle.runner import Runner
 
 
 def prepare(manifest: Manifest, command: tuple[str, ...], runner: Runner, *, dry_run: bool
-            ) -> tuple[Plan, dict[str, str], host.HostFacts]:  # fmt: skip
+            ) -> tuple[Plan, dict[str, str], host.HostFacts]:
     facts = host.gather(manifest, runner, dry_run=dry_run)
     plan = host.plan(manifest, facts, command)
     if manifest.runtime == "kubernetes":

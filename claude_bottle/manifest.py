@@ -37,7 +37,7 @@ RESERVED_ENV = frozenset(
         "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "GIT_SSL_CAINFO", "CURL_CA_BUNDLE",
         "SSH_AUTH_SOCK",
     }
-)  # fmt: skip
+)
 
 TOP_KEYS = ("version", "name", "runtime", "workspace", "agent", "egress", "resources", "ssh", "secrets", "kubernetes")
 SSH_KEYS = ("agent", "known_hosts")
@@ -384,7 +384,7 @@ def _ssh(r: _Reader, value: Any, base: str, runtime: str) -> ssh.Settings:
 
 
 def _secrets_and_dlp(r: _Reader, top: dict[str, Any], section: dict[str, Any], base: str,
-                     manifest: Manifest) -> Manifest:  # fmt: skip
+                     manifest: Manifest) -> Manifest:
     """`secrets` and `egress.dlp`: both are checked against the classified allowlist."""
     import dataclasses
 

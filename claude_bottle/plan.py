@@ -129,7 +129,7 @@ class Plan:
                     for c in self.containers
                 ],
             },
-        }  # fmt: skip
+        }
         if self.state_volume is not None:
             v = self.state_volume
             out["resources"]["volumes"] = [{"name": v.name, "target": v.target, "labels": dict(v.labels)}]
@@ -139,7 +139,7 @@ class Plan:
             out["secrets"] = [p.to_json() for p in self.secrets]
         if self.runtime == "smolmachines":
             out["bundle"] = {"subnet": self.bundle_subnet, "gateway": self.bundle_gateway, "ip": self.bundle_ip,
-                             "moved_from": self.bundle_subnet_moved_from}  # fmt: skip
+                             "moved_from": self.bundle_subnet_moved_from}
             out["smolfile"] = self.smolfile
             out["smolfile_path"] = self.smolfile_path
             out["resources"]["vm"] = {"name": self.vm_name, "labels": {**dict(self.labels), f"{LABEL}.role": "vm"}}
@@ -172,7 +172,7 @@ def plan_secrets(
     """The manifest's secrets plus the agent's own credentials, each with this session's placeholder."""
     env_names = tuple(k for k, _ in manifest.agent.env)
     found = secrets_mod.with_default(manifest.secrets, manifest.secrets_opted_out, env_names, manifest.egress, environ,
-                                     agents.KINDS[manifest.agent.kind].credentials)  # fmt: skip
+                                     agents.KINDS[manifest.agent.kind].credentials)
     return secrets_mod.plan(found, session)
 
 
@@ -194,7 +194,7 @@ def agent_env(
     if manifest.ssh is not None and manifest.ssh.agent == "forward":
         env["SSH_AUTH_SOCK"] = ssh.AGENT_SOCKET
     env.update({"HOME": env.get("HOME", AGENT_HOME), "CLAUDE_BOTTLE": manifest.name,
-                "CLAUDE_BOTTLE_SESSION": session})  # fmt: skip
+                "CLAUDE_BOTTLE_SESSION": session})
     return tuple(sorted(env.items()))
 
 

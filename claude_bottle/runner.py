@@ -53,7 +53,7 @@ class SubprocessRunner:
     def stream(self, argv: Sequence[str]) -> Iterator[str]:
         try:
             proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    errors="replace")  # fmt: skip
+                                    errors="replace")
         except FileNotFoundError:
             return
         assert proc.stdout is not None

@@ -32,7 +32,7 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 HEADER_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")  # an RFC 9110 token
 # Headers the HTTP framing or the proxy owns: a credential there would be dropped or break the request.
 FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
-                             "te", "trailer", "expect", "proxy-authorization", "proxy-connection"})  # fmt: skip
+                             "te", "trailer", "expect", "proxy-authorization", "proxy-connection"})
 # Set by the plan itself, so a secret can't take their names.
 PLAN_ENV = frozenset({"HOME", "CLAUDE_BOTTLE", "CLAUDE_BOTTLE_SESSION"})
 
@@ -66,7 +66,7 @@ class Planned:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.secret.name, "placeholder": self.placeholder, **self.secret.to_json(),
-                "implicit": self.secret.implicit}  # fmt: skip
+                "implicit": self.secret.implicit}
 
     def policy_json(self) -> dict[str, Any]:
         """What the bundle's addon needs (policy.json): still no value."""
@@ -83,7 +83,7 @@ def covered(egress: egress_mod.Egress, host: str) -> bool:
 
 
 def parse(r: Any, value: Any, base: str, egress: egress_mod.Egress, reserved: frozenset[str],
-          agent_env: tuple[str, ...]) -> tuple[tuple[Secret, ...], tuple[str, ...]]:  # fmt: skip
+          agent_env: tuple[str, ...]) -> tuple[tuple[Secret, ...], tuple[str, ...]]:
     """The `secrets` section: (secrets, names set to null). `r` is the manifest's field-aware reader."""
     if not isinstance(value, dict):
         raise r.fail("secrets", "must be an object of NAME: {from_env | from_file, inject}")
@@ -149,12 +149,12 @@ def _inject(r: Any, value: Any, field: str, egress: egress_mod.Egress) -> tuple[
 def with_default(found: tuple[Secret, ...], opted_out: tuple[str, ...], agent_env: tuple[str, ...],
                  egress: egress_mod.Egress, environ: Mapping[str, str],
                  credentials: tuple[agents.Credential, ...] = agents.KINDS[agents.DEFAULT].credentials,
-                 ) -> tuple[Secret, ...]:  # fmt: skip
+                 ) -> tuple[Secret, ...]:
     """Add the agent's own credentials (agents.py) that the host has, whose API is allowed, and that the
     manifest says nothing of: a placeholder for the agent, the value injected for that API only."""
     named = {s.name for s in found} | set(opted_out) | set(agent_env)
     extra = tuple(Secret(c.env, "env", c.env, (c.host,), c.header, implicit=True) for c in credentials
-                  if c.env not in named and environ.get(c.env) and covered(egress, c.host))  # fmt: skip
+                  if c.env not in named and environ.get(c.env) and covered(egress, c.host))
     return found + extra
 
 
@@ -183,7 +183,7 @@ def resolve(planned: tuple[Planned, ...], manifest_path: str) -> dict[str, str]:
             value = _read_file(s, manifest_path)
         if any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in value):
             raise ManifestError(manifest_path, s.field, "the value holds a line break or control character, "
-                                                        "which no HTTP header can carry")  # fmt: skip
+                                                        "which no HTTP header can carry")
         values[s.name] = value
     return values
 

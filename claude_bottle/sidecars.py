@@ -47,7 +47,7 @@ def ensure_images(runner: Runner, plan: Plan) -> None:
             # made from Debian's archive and the Go module proxy; say so and do it.
             print("claude-bottle: building from the pinned upstream images failed (no container registry?); "
                   "building every image from Debian's archive and the Go module proxy instead "
-                  "(claude-bottle build --offline)", file=sys.stderr)  # fmt: skip
+                  "(claude-bottle build --offline)", file=sys.stderr)
             build_offline(runner)
     if image_label(runner, plan.sidecars_image, images.PIPELOCK_LABEL) == "absent":
         check_pipelock(False, plan.sidecars_image)
@@ -111,7 +111,7 @@ def start_bundle(runner: Runner, plan: Plan, secret_values: dict[str, str]) -> N
         must(runner, docker_argv.network_connect(extra, bundle.name), "connecting the bundle")
     values_file = secrets.values_file(secret_values) if plan.secrets else None
     must(runner, docker_argv.copy_in(bundle.name, docker_argv.BUNDLE_CONFIG_DIR), "configuring the bundle",
-         input=docker_argv.bundle_files(plan, values_file))  # fmt: skip
+         input=docker_argv.bundle_files(plan, values_file))
     must(runner, docker_argv.start(bundle.name), "starting the bundle")
 
 
@@ -141,7 +141,7 @@ def check_pipelock(present: bool, image: str) -> None:
     if os.environ.get(NO_PIPELOCK_ENV) == "1":
         session.warn("WARNING: the sidecars image has no pipelock, so only mitmdump's addon guards egress; "
                      "make an image claude-bottle/pipelock:local and run `claude-bottle build --offline` "
-                     "(see the README's Images section)")  # fmt: skip
+                     "(see the README's Images section)")
         return
     raise RuntimeFailure(
         f"the sidecars image {image} was built without pipelock, so only one layer would guard "

@@ -34,10 +34,10 @@ def check_hypervisor(runner: Runner) -> None:
     if system == "Linux":
         if not os.path.exists(KVM_PATH):
             raise RuntimeFailure(f"{KVM_PATH} does not exist: smolvm needs KVM (enable virtualisation in the "
-                                 "firmware and load kvm_intel or kvm_amd), or use runtime \"docker\"")  # fmt: skip
+                                 "firmware and load kvm_intel or kvm_amd), or use runtime \"docker\"")
         if not os.access(KVM_PATH, os.R_OK | os.W_OK):
             raise RuntimeFailure(f"{KVM_PATH} is not readable and writable by you: add yourself to its group "
-                                 "(usually `sudo usermod -aG kvm $USER`, then log in again)")  # fmt: skip
+                                 "(usually `sudo usermod -aG kvm $USER`, then log in again)")
     elif system == "Darwin":
         result = runner.run(["sysctl", "-n", "kern.hv_support"], timeout=30)
         if result.stdout.strip() != "1":
@@ -228,13 +228,13 @@ def execute(plan: Plan, runner: Runner, artifact: str, state_dir: str, values: d
 
 
 def start(plan: Plan, secret_values: dict[str, str], runner: Runner, allow_unsafe: bool = False,
-          state_dir: str | None = None) -> int:  # fmt: skip
+          state_dir: str | None = None) -> int:
     """Check what a run needs (nothing is created before all of it holds), then run the plan."""
     state = state_dir or paths.state_dir()
     version = preflight(runner, allow_unsafe)
     if plan.bundle_subnet_moved_from:
         session.warn(f"{plan.bundle_subnet_moved_from} is taken by a Docker network or host route; "
-                     f"the bundle uses {plan.bundle_subnet}")  # fmt: skip
+                     f"the bundle uses {plan.bundle_subnet}")
     sidecars.ensure_images(runner, plan)
     artifact = ensure_artifact(runner, plan.agent_image, version, paths.smolvm_cache(state))
     return execute(plan, runner, artifact, state, secret_values)

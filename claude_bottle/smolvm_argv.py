@@ -35,7 +35,7 @@ EGRESS_DEFECTS = (
                       "any address, not only the bundle (fixed by smolvm PR #427)"),
     Defect((1, 3, 3), "the guest can reach the host's loopback and private addresses through TSI "
                       "(default blocks added by smolvm PR #510)"),
-)  # fmt: skip
+)
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:

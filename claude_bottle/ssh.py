@@ -40,7 +40,7 @@ KEY_TYPES = frozenset(
         "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
         "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
     }
-)  # fmt: skip
+)
 MARKERS = ("@cert-authority", "@revoked")
 
 
@@ -77,7 +77,7 @@ class SshPlan:
             "known_hosts": {"keys": len(parse_known_hosts(self.known_hosts)) if self.known_hosts else 0,
                             "missing": list(self.unknown)},
             "config": self.config,
-        }  # fmt: skip
+        }
 
 
 def authority(host: str, port: int) -> str:
@@ -239,11 +239,11 @@ def check_agent_socket(path: str | None, agent_uid: int) -> str:
     """The host's SSH agent socket to forward, or ValueError saying what is wrong with it."""
     if not path:
         raise ValueError("is \"forward\" but SSH_AUTH_SOCK is not set; start an agent (eval $(ssh-agent); "
-                         "ssh-add) or set \"agent\": \"none\"")  # fmt: skip
+                         "ssh-add) or set \"agent\": \"none\"")
     path = os.path.abspath(path)
     if "," in path or "=" in path:  # `docker create --mount type=bind,source=...` splits on them
         raise ValueError(f"SSH_AUTH_SOCK={path} holds ',' or '=', which a Docker bind mount cannot take; "
-                         "start an agent with a plainer socket path (ssh-agent -a PATH)")  # fmt: skip
+                         "start an agent with a plainer socket path (ssh-agent -a PATH)")
     try:
         info = os.stat(path)
     except OSError as exc:

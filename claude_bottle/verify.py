@@ -37,7 +37,7 @@ MARKER = "CLAUDE-BOTTLE-VERIFY "
 UNNAMED_PORTS = (8443, 8081, 2222, 65535)  # the first that a host's rules leave out is tried
 # Errors that mean the kernel found no way to send (or was not allowed to): nothing left the bottle.
 REFUSING = frozenset({"ENETUNREACH", "EHOSTUNREACH", "ENETDOWN", "EHOSTDOWN", "EADDRNOTAVAIL", "EAFNOSUPPORT",
-                      "EPROTONOSUPPORT", "EACCES", "EPERM"})  # fmt: skip
+                      "EPROTONOSUPPORT", "EACCES", "EPERM"})
 DLP_WORDS = ("dlp", "gitleaks", "secret detected")  # a 403 "naming DLP": the addon's reasons say one of these
 REACHED, UNREACHABLE, REFUSED, OPEN, NA, ERROR = "reached", "unreachable", "refused", "NOT REFUSED", "n/a", "error"
 
@@ -135,7 +135,7 @@ def battery(plan: Plan, t: Targets) -> tuple[Check, ...]:
     egress = json.loads(plan.egress_json)
     gates = egress["port_gates"]
     checks = [*_reach(egress["rules"]), *_direct(t), *_bundle(plan, gates), *_unnamed(t, gates),
-              _placeholder(plan, gates), *_dlp(plan, gates, t)]  # fmt: skip
+              _placeholder(plan, gates), *_dlp(plan, gates, t)]
     ids = [c.id for c in checks]
     assert len(ids) == len(set(ids)), "check ids must be unique"
     return tuple(checks)
@@ -151,7 +151,7 @@ def _reach(rules: list[dict[str, Any]]) -> list[Check]:
             out.append(_check("reach", "allowed rule", label, "reach", action="http", host=host, path="/", **web))
         else:
             out.append(_check("reach", "allowed rule", label, "reach", action="http", mode="connect", host=host,
-                              port=ports[0], banner=True))  # fmt: skip
+                              port=ports[0], banner=True))
     return out
 
 
@@ -167,7 +167,7 @@ def _direct(t: Targets) -> list[Check]:
         _check("escape", "cloud metadata, direct", f"{METADATA}:80", "net", action="tcp", host=METADATA, port=80),
         _check("escape", "cloud metadata, via proxy", f"http://{METADATA}/latest/meta-data/", "blocked",
                action="http", mode="absolute", host=METADATA, port=80, path="/latest/meta-data/"),
-    ]  # fmt: skip
+    ]
 
 
 def _bundle(plan: Plan, gates: list[dict[str, Any]]) -> list[Check]:
@@ -183,12 +183,12 @@ def _bundle(plan: Plan, gates: list[dict[str, Any]]) -> list[Check]:
                mode="absolute", host=loop_host, port=int(loop_port), path="/health"),
         _check("escape", "bundle, not as a proxy", f"CONNECT {PIPELOCK}", "blocked", action="http",
                mode="connect", host=loop_host, port=int(loop_port)),
-    ]  # fmt: skip
+    ]
     if covered("mitm.it", gates):
         out.append(_na("bundle, not as a proxy", "GET http://mitm.it/", "a rule allows mitm.it"))
     else:  # mitmproxy's own pages answer at this name unless something refuses it first
         out.append(_check("escape", "bundle, not as a proxy", "GET http://mitm.it/", "blocked", action="http",
-                          mode="absolute", host="mitm.it", port=80, path="/"))  # fmt: skip
+                          mode="absolute", host="mitm.it", port=80, path="/"))
     return out
 
 
@@ -197,17 +197,17 @@ def _unnamed(t: Targets, gates: list[dict[str, Any]]) -> list[Check]:
     name, what = "host no rule names", "a rule allows it"
     out.append(_na(name, f"CONNECT {t.outside_name}:443", what) if covered(t.outside_name, gates) else
                _check("escape", name, f"CONNECT {t.outside_name}:443", "blocked", action="http", mode="connect",
-                      host=t.outside_name, port=443))  # fmt: skip
+                      host=t.outside_name, port=443))
     out.append(_na(name, f"GET http://{t.outside}/", what) if covered(t.outside, gates) else
                _check("escape", name, f"GET http://{t.outside}/", "blocked", action="http", mode="absolute",
-                      host=t.outside, port=80, path="/"))  # fmt: skip
+                      host=t.outside, port=80, path="/"))
     if not gates:
         out.append(_na("port no rule names", "-", "no rule names a host"))
     for gate in gates:
         port = next(p for p in UNNAMED_PORTS if p not in gate["ports"])
         target = authority(gate["host"], port)
         out.append(_check("escape", "port no rule names", target, "blocked", action="http", mode="connect",
-                          host=gate["host"], port=port))  # fmt: skip
+                          host=gate["host"], port=port))
     return out
 
 
@@ -229,7 +229,7 @@ def _placeholder(plan: Plan, gates: list[dict[str, Any]]) -> Check:
             return _na(name, f"${secret.name}", "no rule allows HTTP to any host")
     how = _web(gate) or {}
     return _check("escape", name, target, "placeholder", action="http", host=gate["host"], path="/",
-                  env_headers=[[header, secret.name]], **how)  # fmt: skip
+                  env_headers=[[header, secret.name]], **how)
 
 
 def _dlp(plan: Plan, gates: list[dict[str, Any]], t: Targets) -> list[Check]:
@@ -246,7 +246,7 @@ def _dlp(plan: Plan, gates: list[dict[str, Any]], t: Targets) -> list[Check]:
             out.append(_na(name, gate["host"], f"DLP mode {mode} for this host: findings pass, by the manifest"))
             continue
         out.append(_check("escape", name, gate["host"], "dlp", action="http", host=gate["host"], method="POST",
-                          path="/", body=body, **how))  # fmt: skip
+                          path="/", body=body, **how))
     if not out:
         out.append(_na(name, "-", "no rule allows HTTP to any host"))
     return out
@@ -371,7 +371,7 @@ def summary(outcomes: tuple[Outcome, ...]) -> dict[str, Any]:
             "escapes": {"refused": count("escape", REFUSED), "not_refused": count("escape", OPEN),
                         "error": count("escape", ERROR), "n/a": count("escape", NA)},
             "allowed_rules": {"reached": count("reach", REACHED),
-                              "unreachable": count("reach", UNREACHABLE)}}  # fmt: skip
+                              "unreachable": count("reach", UNREACHABLE)}}
 
 
 def render_text(bottle: str, outcomes: tuple[Outcome, ...], width: int = 48) -> str:
@@ -383,11 +383,11 @@ def render_text(bottle: str, outcomes: tuple[Outcome, ...], width: int = 48) -> 
     esc, reach = s["escapes"], s["allowed_rules"]
     failed = [f"{o.check.name} {o.check.target}" for o in outcomes if o.failed]
     verdict = ("PASS: every escape was refused" if s["passed"] else
-               f"FAIL: {len(failed)} not refused: " + "; ".join(failed))  # fmt: skip
+               f"FAIL: {len(failed)} not refused: " + "; ".join(failed))
     lines.append("")
     lines.append(f"{bottle}: {esc['refused']} escapes refused, {esc['not_refused']} not refused, {esc['error']} "
                  f"errors, {esc['n/a']} n/a; allowed rules: {reach['reached']} reached, "
-                 f"{reach['unreachable']} unreachable (reported, never a failure)")  # fmt: skip
+                 f"{reach['unreachable']} unreachable (reported, never a failure)")
     lines.append(verdict)
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
@@ -402,5 +402,5 @@ def render_json(bottle: str, session: str, t: Targets, outcomes: tuple[Outcome, 
            "targets": {"outside": t.outside, "outside6": t.outside6, "outside_name": t.outside_name},
            "checks": [{"id": o.check.id, "kind": o.check.kind, "check": o.check.name, "target": o.check.target,
                        "result": o.result, "failed": o.failed, "detail": o.detail,
-                       "observed": json.loads(o.observed) if o.observed else None} for o in outcomes]}  # fmt: skip
+                       "observed": json.loads(o.observed) if o.observed else None} for o in outcomes]}
     return json.dumps(doc, indent=2) + "\n"

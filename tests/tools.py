@@ -10,7 +10,7 @@ def find_gitleaks() -> str | None:
     """gitleaks from $CLAUDE_BOTTLE_GITLEAKS, PATH, or the one .ci/build-images built and cached."""
     cache = os.environ.get("CLAUDE_BOTTLE_CACHE") or os.path.expanduser("~/.cache/claude-bottle")
     for candidate in (os.environ.get("CLAUDE_BOTTLE_GITLEAKS"), shutil.which("gitleaks"),
-                      os.path.join(cache, "gitleaks-v8.30.1", "gitleaks")):  # fmt: skip
+                      os.path.join(cache, "gitleaks-v8.30.1", "gitleaks")):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return None

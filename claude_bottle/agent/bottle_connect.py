@@ -120,7 +120,7 @@ def open_tunnel(proxy: tuple[str, int], host: str, port: int, timeout: float = T
     if code == 403:
         rule = "ssh://" + (authority(host, port) if port != 22 else f"[{host}]" if ":" in host else host)
         raise Failure(f"{target} refused by the bottle's egress rules (403: {reason}); "
-                      f"only a rule such as \"{rule}\" in the manifest would allow it")  # fmt: skip
+                      f"only a rule such as \"{rule}\" in the manifest would allow it")
     raise Failure(f"the proxy could not open {target}: {code} {reason}".rstrip())
 
 
@@ -157,7 +157,7 @@ def pump(sock: socket.socket, early: bytes, stdin_fd: int = 0, stdout_fd: int = 
 
 
 def main(argv: list[str], environ: dict[str, str] | None = None, stdin_fd: int = 0, stdout_fd: int = 1,
-         timeout: float = TIMEOUT) -> int:  # fmt: skip
+         timeout: float = TIMEOUT) -> int:
     if len(argv) != 2:
         print("usage: bottle-connect HOST PORT", file=sys.stderr)
         return 2

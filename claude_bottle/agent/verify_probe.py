@@ -222,7 +222,7 @@ def scan(spec: dict) -> dict:
         silent += quiet
         done += len(chunk)
     return {"address": address, "open": sorted(found), "unanswered": silent, "scanned": done,
-            "expected": len(ports)}  # fmt: skip
+            "expected": len(ports)}
 
 
 # ---------- through the proxy ----------
@@ -279,7 +279,7 @@ def request_bytes(spec: dict, target: str, host_value: str) -> bytes:
     """One HTTP/1.1 request; headers named by an environment variable carry its value (a placeholder)."""
     body = spec.get("body", "").encode()
     lines = [f"{spec.get('method', 'GET')} {target} HTTP/1.1", f"Host: {host_value}",
-             "User-Agent: claude-bottle-verify", "Connection: close"]  # fmt: skip
+             "User-Agent: claude-bottle-verify", "Connection: close"]
     for name, value in spec.get("headers", ()):
         lines.append(f"{name}: {value}")
     for name, variable in spec.get("env_headers", ()):

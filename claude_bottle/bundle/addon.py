@@ -79,7 +79,7 @@ def _deny(flow: http.HTTPFlow, reason: str, **fields: object) -> None:
     flow.request.stream = False  # 8.1.1 refuses a response on a streamed request
     flow.response = _refusal(403, f"claude-bottle: blocked: {reason}")
     emit("blocked", host=flow.request.host, port=flow.request.port, method=flow.request.method, reason=reason,
-         **fields)  # fmt: skip
+         **fields)
 
 
 def _content_length(req: http.Request) -> int | None:
@@ -138,7 +138,7 @@ class Gate:
         # transparent/reverse/socks5 would bypass the CONNECT and request checks.
         if mode != "regular":
             return fatal(f"mode {mode!r} is not supported; run mitmdump in regular mode "
-                         "(pipelock comes from $CLAUDE_BOTTLE_PIPELOCK_URL)")  # fmt: skip
+                         "(pipelock comes from $CLAUDE_BOTTLE_PIPELOCK_URL)")
         upstream = None
         if PIPELOCK_URL:
             try:
@@ -183,7 +183,7 @@ class Gate:
             length = _content_length(req)
             if mode == "scan" and length is not None and length > dlp.MAX_SCAN_BYTES:
                 return _deny(flow, f"request body of {length} bytes is over the {dlp.MAX_SCAN_BYTES}-byte DLP scan "
-                                   "limit (failing closed)", kind="dlp_error", mode=mode)  # fmt: skip
+                                   "limit (failing closed)", kind="dlp_error", mode=mode)
             too_big = length is not None and length > dlp.MAX_SCAN_BYTES
             if (mode == "skip" and (length is None or length > STREAM_OVER)) or (mode == "warn" and too_big):
                 if mode == "warn":  # the head is still scanned; the body passes unscanned, and we say so
@@ -220,7 +220,7 @@ class Gate:
         except ValueError as e:
             if mode == "scan":
                 return _deny(flow, f"cannot decode the request body's Content-Encoding to scan it: {e} (failing "
-                                   "closed)", kind="dlp_error", mode=mode)  # fmt: skip
+                                   "closed)", kind="dlp_error", mode=mode)
             decoded, coding = dlp.Decoded(raw, len(raw) > limit), ""  # warn, skip: the bytes as sent
         body = decoded.body
         too_big = ""
@@ -232,14 +232,14 @@ class Gate:
             secret = self._misplaced(flow, data.decode("latin-1"), None)
             if secret is not None:
                 return _deny(flow, pol.placeholder_rule(secret, req.host, req.scheme), kind="placeholder",
-                             secret=secret.name)  # fmt: skip
+                             secret=secret.name)
         if mode == "scan":
             if too_big:
                 return _deny(flow, f"{too_big} (failing closed)", kind="dlp_error", mode=mode)
             result = await self.scanner.scan(self._scan_text(flow, body))
             if result.verdict == "leak":
                 return _deny(flow, f"secret detected by gitleaks: {', '.join(result.rules)}", kind="dlp",
-                             rules=list(result.rules), mode=mode)  # fmt: skip
+                             rules=list(result.rules), mode=mode)
             if result.verdict != "clean":
                 return _deny(flow, f"DLP scan failed: {result.reason} (failing closed)", kind="dlp_error", mode=mode)
         # After gitleaks, so that what both catch is named by gitleaks' rule id.
@@ -251,7 +251,7 @@ class Gate:
                 if mode == "scan":
                     return _deny(flow, reason, kind="dlp", rules=rules, mode=mode)
                 emit("warning", host=req.host, port=req.port, method=req.method, kind="dlp", rules=rules, mode=mode,
-                     reason=f"{reason} (passed: warn mode)")  # fmt: skip
+                     reason=f"{reason} (passed: warn mode)")
         if mode == "warn":
             if too_big:
                 self._warn_scan(flow, self._scan_text(flow, b""), f"{too_big}: not scanned")
@@ -377,7 +377,7 @@ class Gate:
                 _deny(flow, f"data encoded in the host name: {why}", kind="dlp", rules=["hostname-label"], mode=mode)
                 return True
             emit("warning", host=req.host, port=req.port, kind="dlp", rules=["hostname-label"], mode=mode,
-                 reason=f"data encoded in the host name: {why} (passed: warn mode)")  # fmt: skip
+                 reason=f"data encoded in the host name: {why} (passed: warn mode)")
             return False
         return False
 
@@ -395,7 +395,7 @@ class Gate:
             flow.metadata[_LOGGED] = True
             req = flow.request
             emit("allowed", host=req.host, port=req.port, method=req.method, scheme=req.scheme,
-                 mode=flow.metadata.get(_MODE), reason="allowed by rule")  # fmt: skip
+                 mode=flow.metadata.get(_MODE), reason="allowed by rule")
 
     # ---------- secrets ----------
 
@@ -438,7 +438,7 @@ class Gate:
             if swapped != values:
                 req.headers.set_all(secret.header, swapped)
                 emit("injected", host=req.host, port=req.port, method=req.method, secret=secret.name,
-                     reason=f"header {secret.header}")  # fmt: skip
+                     reason=f"header {secret.header}")
 
     # ---------- DLP ----------
 
@@ -453,7 +453,7 @@ class Gate:
             emit("warning", kind="dlp_limit", reason=note, **where)
         if len(self.background) >= MAX_BACKGROUND:
             emit("warning", kind="dlp_error", reason=f"not scanned ({len(text)} bytes): {len(self.background)} "
-                 f"warn-mode scans are already in flight, the limit (passed: warn mode)", **where)  # fmt: skip
+                 f"warn-mode scans are already in flight, the limit (passed: warn mode)", **where)
             return
         task = asyncio.get_running_loop().create_task(self._warn_result(text, where))
         self.background.add(task)
@@ -464,7 +464,7 @@ class Gate:
         if result.verdict == "leak":
             found = ", ".join(result.rules)
             emit("warning", kind="dlp", rules=list(result.rules),
-                 reason=f"secret detected by gitleaks: {found} (passed: warn mode)", **where)  # fmt: skip
+                 reason=f"secret detected by gitleaks: {found} (passed: warn mode)", **where)
         elif result.verdict != "clean":
             emit("warning", kind="dlp_error", reason=f"scan failed: {result.reason} (passed: warn mode)", **where)
 
@@ -501,7 +501,7 @@ class Gate:
                 # Only when _patch_http1_client could not skip it: 8.1.1 took this head for the final reply,
                 # which is lost, so say so rather than hand the agent an empty 1xx as the answer.
                 return self._refuse_reply(flow, f"the server sent an informational {resp.status_code} response, "
-                                                "which this mitmproxy takes for the final one", False)  # fmt: skip
+                                                "which this mitmproxy takes for the final one", False)
             scrubbed = self._scrubbed(flow)
             self._trailers(flow, resp, scrubbed)
             if resp.stream or not scrubbed:
@@ -513,7 +513,7 @@ class Gate:
             except ValueError:
                 coding = resp.headers.get("content-encoding", "")
                 return self._refuse_reply(flow, f"cannot decode the response's Content-Encoding {coding!r} to keep "
-                                                "secret values out of it (failing closed)", False)  # fmt: skip
+                                                "secret values out of it (failing closed)", False)
             if content:
                 clean = dlp.scrub(content, self._pairs(flow))
                 if clean != content:
@@ -546,7 +546,7 @@ class Gate:
         return pairs
 
     def _scrub_fields(self, flow: http.HTTPFlow, fields: tuple[tuple[bytes, bytes], ...]
-                      ) -> tuple[tuple[bytes, bytes], ...]:  # fmt: skip
+                      ) -> tuple[tuple[bytes, bytes], ...]:
         pairs = self._pairs(flow)
 
         def name(key: bytes) -> bytes:
@@ -585,7 +585,7 @@ class Gate:
                 # a plain 502 now, which it can act on, rather than a body cut at some random point.
                 return self._refuse_reply(flow, f"the streamed response is compressed as {header!r}, which the "
                                                 "proxy cannot decode to keep secret values out of it (failing "
-                                                "closed)", True)  # fmt: skip
+                                                "closed)", True)
             if codings:
                 coding = codings[0]
                 del resp.headers["content-encoding"]  # passed on decoded
@@ -603,14 +603,14 @@ class Gate:
         """Mid-stream, the head has left: nothing more is passed on, and when the server's reply ends
         mitmproxy sees the kill and closes the agent's connection, short of the end of the body."""
         emit("blocked", host=flow.request.host, port=flow.request.port, method=flow.request.method, kind="response",
-             reason=f"{reason}; the rest of the response is dropped and the reply cut (failing closed)")  # fmt: skip
+             reason=f"{reason}; the rest of the response is dropped and the reply cut (failing closed)")
         if flow.killable:
             flow.kill()
 
     def _refuse_reply(self, flow: http.HTTPFlow, reason: str, before_body: bool) -> None:
         """Answer the agent with a 502 instead of the server's reply (not sent yet)."""
         emit("blocked", host=flow.request.host, port=flow.request.port, method=flow.request.method, kind="response",
-             reason=reason)  # fmt: skip
+             reason=reason)
         reply = _refusal(502, f"claude-bottle: blocked: {reason}")
         if not flow.request.is_http2:
             reply.headers["connection"] = "close"  # the server's reply may still be arriving on this flow
@@ -646,7 +646,7 @@ class Gate:
             return
         if not version.VERSION.startswith("8.1."):
             emit("warning", kind="mitmproxy", reason=f"mitmproxy {version.VERSION} is not 8.1: HTTP/1 trailers and "
-                                                     "1xx replies are left to it")  # fmt: skip
+                                                     "1xx replies are left to it")
             return
         informational = re.compile(rb"HTTP/\d\.\d 1(\d\d)[ \r]")
         read_headers, read_body = client.read_headers, client.read_body
@@ -812,7 +812,7 @@ class Gate:
         if not self._patch_websocket_layer():
             emit("warning", **self._ws_where(flow), kind="mitmproxy",
                  reason="this mitmproxy is not 8.1: a refused WebSocket message is dropped with every later one, "
-                        "and the connection is not closed; message sizes are not bounded")  # fmt: skip
+                        "and the connection is not closed; message sizes are not bounded")
 
     async def websocket_message(self, flow: http.HTTPFlow) -> None:
         """Runs once a message is whole (fragments joined, permessage-deflate undone by wsproto). The layer
@@ -852,7 +852,7 @@ class Gate:
         secret = self._misplaced(flow, data.decode("latin-1"), None)  # frames are never injected
         if secret is not None:
             return self._ws_refuse(flow, message, 1008, f"{what}: {pol.placeholder_rule(secret, req.host, req.scheme)}",
-                                   kind="placeholder", secret=secret.name)  # fmt: skip
+                                   kind="placeholder", secret=secret.name)
         if mode == "skip" or not data:
             return
         where = {**self._ws_where(flow), "mode": mode}
@@ -873,15 +873,15 @@ class Gate:
         result = await self.scanner.scan(text)
         if result.verdict == "leak":
             self._ws_refuse(flow, message, 1008, f"{what}: secret detected by gitleaks: {', '.join(result.rules)}",
-                            kind="dlp", rules=list(result.rules), mode=mode)  # fmt: skip
+                            kind="dlp", rules=list(result.rules), mode=mode)
         elif result.verdict != "clean":
             self._ws_refuse(flow, message, 1011, f"{what}: DLP scan failed: {result.reason} (failing closed)",
-                            kind="dlp_error", mode=mode)  # fmt: skip
+                            kind="dlp_error", mode=mode)
         else:  # after gitleaks, as for requests: what both catch is named by gitleaks' rule id
             await self._ws_detect(flow, message, data, what, mode, where)
 
     async def _ws_detect(self, flow: http.HTTPFlow, message: Any | None, data: bytes, what: str, mode: str,
-                         where: dict[str, Any]) -> None:  # fmt: skip
+                         where: dict[str, Any]) -> None:
         findings = await asyncio.to_thread(detect.scan, "", [], data, placeholders=self.placeholders)
         if not findings:
             return
@@ -895,7 +895,7 @@ class Gate:
     def _ws_where(flow: http.HTTPFlow) -> dict[str, Any]:
         req = flow.request
         return {"host": req.host, "port": req.port, "method": req.method, "scheme": "wss" if req.scheme == "https"
-                else "ws"}  # fmt: skip
+                else "ws"}
 
     @classmethod
     def _ws_close_later(cls, flow: http.HTTPFlow, code: int, reason: str, **fields: Any) -> None:
@@ -982,7 +982,7 @@ class Gate:
                 scan = from_client and limit == dlp.MAX_SCAN_BYTES
                 cls._ws_close_later(self.flow, 1009, f"a WebSocket message from the {who} is over the {limit}-byte "
                                     f"{'DLP scan' if scan else 'message'} limit{' (failing closed)' if scan else ''}",
-                                    kind="dlp_error" if scan else "websocket")  # fmt: skip
+                                    kind="dlp_error" if scan else "websocket")
 
         def close(self: Any) -> Any:
             code, reason = self.flow.metadata[cls._WS_CLOSE]
@@ -1041,7 +1041,7 @@ class Gate:
         if not pol.raw_allowed(self.policy, host, port):
             # Left to the HTTP layer (rawtcp is off), which answers 400 and closes: nothing is relayed.
             emit("blocked", host=host, port=port, kind="tcp",
-                 reason=f"raw TCP to port {port} needs a {host}:{port} or ssh:// rule")  # fmt: skip
+                 reason=f"raw TCP to port {port} needs a {host}:{port} or ssh:// rule")
             return
         # ignore=True: no TCPFlow that would keep every message of a long SSH session in memory.
         nextlayer.layer = layers.TCPLayer(c, ignore=True)

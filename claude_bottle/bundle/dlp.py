@@ -38,7 +38,7 @@ def gitleaks_argv(binary: str = GITLEAKS, config: str = CONFIG) -> list[str]:
     """`gitleaks stdin` with our config only: -c beats GITLEAKS_CONFIG and any .gitleaks.toml, allow
     comments in the scanned text are ignored, and the report is redacted JSON on stdout."""
     return [binary, "stdin", "-c", config, "--ignore-gitleaks-allow", "--redact", "--exit-code", str(LEAK_EXIT),
-            "-f", "json", "-r", "-", "--no-banner", "-l", "error"]  # fmt: skip
+            "-f", "json", "-r", "-", "--no-banner", "-l", "error"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ async def run_gitleaks(data: bytes, argv: list[str], timeout: float, cwd: str = 
             stderr=asyncio.subprocess.DEVNULL,  # error text could quote what it scanned: never kept
             cwd=cwd,  # gitleaks looks for a .gitleaksignore here: only the image's files are there
             env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
-        )  # fmt: skip
+        )
     except OSError as e:
         return ScanResult("error", reason=f"cannot run gitleaks ({e.strerror or type(e).__name__})")
     try:
@@ -119,7 +119,7 @@ class Scanner:
     """
 
     def __init__(self, argv: list[str] | None = None, timeout: float = TIMEOUT_S, slots: int | None = None,
-                 queue_wait: float = QUEUE_WAIT_S, socket_path: str | None = None) -> None:  # fmt: skip
+                 queue_wait: float = QUEUE_WAIT_S, socket_path: str | None = None) -> None:
         self.socket_path = SCANNER_SOCKET if socket_path is None else socket_path
         self.argv = argv or gitleaks_argv()
         self.cwd = os.path.dirname(CONFIG) or "/"
@@ -492,7 +492,7 @@ class ResponseStream:
     """
 
     def __init__(self, pairs: Pairs, coding: str | None = None,
-                 on_error: Callable[[str], None] | None = None) -> None:  # fmt: skip
+                 on_error: Callable[[str], None] | None = None) -> None:
         self.scrubber = Scrubber(pairs)
         self.inflater = Inflater(coding) if coding else None
         self.on_error = on_error

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if len(bundles) > 1 and args.session is None:
         others = ", ".join(b[1] for b in bundles[:-1])
         print(f"claude-bottle: showing session {session}, the newest (also running: {others}; "
-              "choose with --session)", file=sys.stderr)  # fmt: skip
+              "choose with --session)", file=sys.stderr)
     lines = runner.stream(docker_argv.logs(container, follow=args.follow))
     try:
         for line in lines:

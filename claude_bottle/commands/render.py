@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = manifest_mod.load(args.manifest)
     if manifest.runtime != "kubernetes":
         raise ManifestError(manifest.path, "runtime", f"is {manifest.runtime!r}; render --target kubernetes "
-                                                      "needs \"kubernetes\"")  # fmt: skip
+                                                      "needs \"kubernetes\"")
     plan, values, _facts = launch.prepare(manifest, tuple(args.agent_command), SubprocessRunner(), dry_run=True)
     assert isinstance(plan, kubernetes.KubePlan)
     kind = args.agent or kubernetes.static_agent_kind(plan.settings())
@@ -41,8 +41,8 @@ def next_steps(plan: kubernetes.KubePlan, empty_secret: bool) -> list[str]:
              f"  {k} wait --for=condition=Ready pod/{p}-bundle && {k} exec {p}-bundle -c bundle -- "
              f"{' '.join(kubernetes.SUPERVISE)} --ca > ca.pem && {k} create configmap {p}-ca --from-file=ca.pem "
              f"&& {k} label configmap {p}-ca {label} {LABEL}.bottle={plan.name} {LABEL}.role=ca",
-             f"remove everything: {k} delete {','.join(kubernetes_argv.KINDS)} --selector {label}"]  # fmt: skip
+             f"remove everything: {k} delete {','.join(kubernetes_argv.KINDS)} --selector {label}"]
     if empty_secret:
         steps.insert(0, f"the Secret {p}-secrets has no values (the bundle refuses to start without them): "
-                        "render with --with-secret-values, or fill its secrets.json yourself")  # fmt: skip
+                        "render with --with-secret-values, or fill its secrets.json yourself")
     return steps

@@ -36,7 +36,7 @@ def find(runner: Runner) -> dict[str, Bottle]:
     """Every session that has a container or network on this Docker host, keyed by session id."""
     bottles: dict[str, Bottle] = {}
     ps = runner.run(docker_argv.list_sessions("container", LABEL, _columns(["{{.Names}}", "{{.State}}", "{{.Status}}"])),
-                    timeout=60)  # fmt: skip
+                    timeout=60)
     nets = runner.run(docker_argv.list_sessions("network", LABEL, _columns(["{{.Name}}"])), timeout=60)
     for result in (ps, nets):
         if result.returncode != 0:
@@ -67,7 +67,7 @@ def find_all(runner: Runner, docker: bool = True) -> dict[str, Bottle]:
 def _cluster_json(b: Bottle) -> dict[str, object]:
     return {"cluster": [{"namespace": c.namespace, "objects": [{"kind": k, "name": n, "phase": ph}
                                                                for k, n, ph in c.objects]} for c in b.cluster]
-            } if b.cluster else {}  # fmt: skip
+            } if b.cluster else {}
 
 
 def state_volumes(runner: Runner) -> dict[str, str]:
@@ -75,7 +75,7 @@ def state_volumes(runner: Runner) -> dict[str, str]:
     listed = runner.run(docker_argv.list_volumes(f"{LABEL}.role=state"), timeout=60)
     prefix, suffix = "claude-bottle-", "-state"
     return {v: v[len(prefix) : -len(suffix)] for v in listed.stdout.split()
-            if listed.returncode == 0 and v.startswith(prefix) and v.endswith(suffix)}  # fmt: skip
+            if listed.returncode == 0 and v.startswith(prefix) and v.endswith(suffix)}
 
 
 def ps(runner: Runner, fmt: str, docker: bool = True) -> int:
@@ -87,7 +87,7 @@ def ps(runner: Runner, fmt: str, docker: bool = True) -> int:
                                         "networks": b.networks, "vms": b.vms, **_cluster_json(b)}
                                        for b in bottles],
                           "state_volumes": [{"name": v, "bottle": n} for v, n in sorted(volumes.items())]},
-                         indent=2))  # fmt: skip
+                         indent=2))
         return 0
     for volume, name in sorted(volumes.items()):
         print(f"state  {name}  {volume}  (kept across sessions; `cleanup {name} --state` removes it)")
@@ -120,7 +120,7 @@ def cleanup(runner: Runner, name: str | None, force: bool, state: bool = False, 
         vms = [v["name"] for v in b.vms]
         problems = session.teardown(runner, session.session_label(b.session),
                                     (lambda: [smolvm.remove_vm(runner, v) for v in vms]) if vms else None
-                                    ) if docker else []  # fmt: skip
+                                    ) if docker else []
         problems += smolvm.forget_session(paths.state_dir(), b.name, b.session)
         for found in b.cluster:  # by the session's label, in the namespace it was found in
             problems += kubernetes_run.remove_session(runner, found)
@@ -128,7 +128,7 @@ def cleanup(runner: Runner, name: str | None, force: bool, state: bool = False, 
             session.warn(f"cleanup {b.session}: {problem}")
         print(f"removed {b.name} {b.session}: {len(b.containers)} container(s), {len(b.networks)} network(s), "
               f"{len(b.vms)} microVM(s)" + (f", {sum(len(c.objects) for c in b.cluster)} cluster object(s)"
-                                            if b.cluster else ""))  # fmt: skip
+                                            if b.cluster else ""))
         removed += 1
     for volume, owner in sorted(state_volumes(runner).items()) if state and docker else ():
         if (name is not None and owner != name) or owner in live:

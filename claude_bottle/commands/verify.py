@@ -36,20 +36,20 @@ def run(args: argparse.Namespace) -> int:
     if manifest.runtime != "docker":
         # Exit 2, nothing created: the manifest asks for something verify cannot do (yet), wherever it runs.
         raise ManifestError(manifest.path, "runtime", f"verify supports the docker runtime only; "
-                            f"{manifest.runtime} is not supported yet")  # fmt: skip
+                            f"{manifest.runtime} is not supported yet")
     found = targets(args.outside or verify.DEFAULT_OUTSIDE, args.outside6 or verify.DEFAULT_OUTSIDE6,
-                    args.outside_name or verify.DEFAULT_OUTSIDE_NAME, os.urandom(16))  # fmt: skip
+                    args.outside_name or verify.DEFAULT_OUTSIDE_NAME, os.urandom(16))
     manifest = dataclasses.replace(manifest, agent=dataclasses.replace(manifest.agent, state="ephemeral"))
     runner = SubprocessRunner()
     plan, values, facts = launch.prepare(manifest, verify.PROBE_COMMAND, runner, dry_run=False)
     checks = verify.battery(plan, found)
     files = {verify.PROBE_PATH.lstrip("/"): (probe_source(), 0o444),
-             verify.SPEC_PATH.lstrip("/"): (spec_json(plan, checks).encode(), 0o444)}  # fmt: skip
+             verify.SPEC_PATH.lstrip("/"): (spec_json(plan, checks).encode(), 0o444)}
     captured: list[Result] = []
 
     def run_probe(argv: list[str]) -> int:
         session.warn(f"verify: running {sum(1 for c in checks if not c.na)} checks inside bottle {plan.name} "
-                     f"(session {plan.session})")  # fmt: skip
+                     f"(session {plan.session})")
         result = runner.run(argv, timeout=PROBE_TIMEOUT)
         captured.append(result)
         return result.returncode
@@ -99,7 +99,7 @@ def probe_source() -> bytes:
 def spec_json(plan: Plan, checks: tuple[verify.Check, ...]) -> str:
     """What the probe reads: the checks that apply, and the proxy and CA they share."""
     return json.dumps({"version": 1, "common": {"proxy": plan.proxy_url, "ca": verify.CA_PATH},
-                       "checks": [c.spec() for c in checks if not c.na]}, indent=1)  # fmt: skip
+                       "checks": [c.spec() for c in checks if not c.na]}, indent=1)
 
 
 def parse_output(stdout: str) -> dict[str, dict[str, object]] | None:
@@ -127,6 +127,6 @@ def probe_failure(plan: Plan, result: Result) -> BottleError:
     if no_python(said):
         return UsageError(f"{plan.manifest_path}: agent.image: {plan.agent_image} has no python3 on its PATH; "
                           "verify runs its checks with the image's own python3 (3.7 or later), so use an image "
-                          "that has one (the bottle was started and removed)")  # fmt: skip
+                          "that has one (the bottle was started and removed)")
     tail = " | ".join(said.splitlines()[-6:]) or "no output"
     return BottleError(f"the verify probe printed no results (exit {result.returncode}): {tail}")

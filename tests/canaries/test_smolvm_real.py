@@ -37,7 +37,7 @@ def real_smolvm() -> str | None:
 
 def smolvm(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["smolvm", *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
+                          stdin=subprocess.DEVNULL)
 
 
 @unittest.skipUnless(RUN, "canaries are opt-in: set CLAUDE_BOTTLE_RUN_CANARIES=1")
@@ -60,7 +60,7 @@ class RealSmolvmTest(unittest.TestCase):
         workspace = os.path.join(self.folder, "ws")
         os.makedirs(workspace, exist_ok=True)
         manifest = manifest_mod.parse({"version": 1, "name": "canary", "runtime": "smolmachines"},
-                                      os.path.join(self.folder, "bottle.json"))  # fmt: skip
+                                      os.path.join(self.folder, "bottle.json"))
         plan = plan_mod.build(manifest, secrets.token_hex(4), state_dir=self.folder)
         return self.write("project.smolfile", plan.smolfile or "")
 
@@ -101,10 +101,10 @@ class RealSmolvmTest(unittest.TestCase):
         self.assertEqual(packed.returncode, 0, packed.stderr)
         self.assertTrue(os.path.isfile(out + argv.ARTIFACT_SUFFIX), os.listdir(self.folder))
         created = smolvm("machine", "create", self.vm, "--from", out + argv.ARTIFACT_SUFFIX, "--smolfile",
-                         self.project_smolfile())  # fmt: skip
+                         self.project_smolfile())
         self.assertEqual(created.returncode, 0,
                          "this smolvm cannot create a machine from a .smolmachine with a Smolfile; "
-                         f"claude-bottle will refuse to start (exit 125): {created.stderr}")  # fmt: skip
+                         f"claude-bottle will refuse to start (exit 125): {created.stderr}")
 
     def test_full_start(self) -> None:
         image = os.environ.get("CLAUDE_BOTTLE_CANARY_AGENT_IMAGE")
@@ -118,7 +118,7 @@ class RealSmolvmTest(unittest.TestCase):
             code = cli.main(["start", path])
         self.assertEqual(code, 7, stderr.getvalue())
         ours = [e["name"] for e in json.loads(smolvm("machine", "ls", "--json").stdout)
-                if e["name"].startswith("claude-bottle-canary-")]  # fmt: skip
+                if e["name"].startswith("claude-bottle-canary-")]
         self.assertEqual(ours, [])
 
 

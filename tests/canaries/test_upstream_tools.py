@@ -54,16 +54,16 @@ class UpstreamTools(unittest.TestCase):
     def test_pipelock_builds_and_accepts_the_rendered_config(self) -> None:
         binary = self.install(PIPELOCK)
         rules = egress.expand(["@anthropic", "*.example.org", "db.example.com:5432", "ssh://git.example.com",
-                               "100.64.1.2:22"], lambda i, m: ValueError(m))  # fmt: skip
+                               "100.64.1.2:22"], lambda i, m: ValueError(m))
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=self.bin, delete=False) as handle:
             handle.write(pipelock.render(egress.classify(rules)))
         check = subprocess.run([binary, "check", "--config", handle.name], capture_output=True, text=True, timeout=60)
         self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
         blocked = subprocess.run([binary, "check", "--config", handle.name, "--url", "https://evil.example.net/"],
-                                 capture_output=True, text=True, timeout=60)  # fmt: skip
+                                 capture_output=True, text=True, timeout=60)
         self.assertNotEqual(blocked.returncode, 0, "a host outside the allowlist must be blocked")
         allowed = subprocess.run([binary, "check", "--config", handle.name, "--url", "https://api.anthropic.com/"],
-                                 capture_output=True, text=True, timeout=60)  # fmt: skip
+                                 capture_output=True, text=True, timeout=60)
         self.assertEqual(allowed.returncode, 0, allowed.stdout + allowed.stderr)
 
 

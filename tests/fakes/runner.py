@@ -39,7 +39,7 @@ def docker_default(command: list[str]) -> Answer:
 
 class FakeRunner:
     def __init__(self, handler: Callable[[list[str]], Answer | None] | None = None,
-                 attach: Callable[[list[str]], int] | None = None, lines: Sequence[str] = ()) -> None:  # fmt: skip
+                 attach: Callable[[list[str]], int] | None = None, lines: Sequence[str] = ()) -> None:
         self.handler = handler or (lambda a: None)
         self.on_attach = attach or (lambda a: 0)
         self.lines = list(lines)

@@ -67,7 +67,7 @@ def pipelock_in_bundle() -> bool:
     if not _PIPELOCK:
         tag = sidecars_image()
         proc = sh(["docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{PIPELOCK_LABEL}"}}}}', tag],
-                  check=False)  # fmt: skip
+                  check=False)
         _PIPELOCK.append(proc.returncode == 0 and proc.stdout.strip() == "present")
     return _PIPELOCK[0]
 
@@ -120,7 +120,7 @@ def probe_result(run: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     line = next((l for l in run.stdout.splitlines() if l.startswith("PROBE-RESULT ")), None)
     if line is None:
         raise AssertionError(f"probe printed no result; rc={run.returncode}\n"
-                             f"stdout:\n{run.stdout[-3000:]}\nstderr:\n{run.stderr[-3000:]}")  # fmt: skip
+                             f"stdout:\n{run.stdout[-3000:]}\nstderr:\n{run.stderr[-3000:]}")
     result = json.loads(line.removeprefix("PROBE-RESULT "))
     assert isinstance(result, dict)
     return result
@@ -215,13 +215,13 @@ def make_tls(scratch: Scratch, ip: str, *names: str) -> tuple[str, str, str]:
     key, csr, crt = os.path.join(d, "srv.key"), os.path.join(d, "srv.csr"), os.path.join(d, "srv.pem")
     sans = ",".join([f"IP:{ip}", *(f"DNS:{n}" for n in names)])
     ext = scratch.write("srv.ext", f"subjectAltName={sans}\nbasicConstraints=CA:FALSE\n"
-                                    "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")  # fmt: skip
+                                    "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
     sh(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=cb test CA",
         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        "-keyout", ca_key, "-out", ca_pem])  # fmt: skip
+        "-keyout", ca_key, "-out", ca_pem])
     sh(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={ip}", "-keyout", key, "-out", csr])
     sh(["openssl", "x509", "-req", "-in", csr, "-CA", ca_pem, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
-        "-extfile", ext, "-out", crt])  # fmt: skip
+        "-extfile", ext, "-out", crt])
     for path in (key, crt, ca_pem):
         os.chmod(path, 0o644)  # read by the upstream container's server
     return ca_pem, crt, key

@@ -35,14 +35,14 @@ class CorporaThroughTheAddon(AddonTestBase):
     def setUpProxies(cls) -> None:
         cls.attacks, cls.benign = corpus.load(corpus.ATTACKS), corpus.load(corpus.BENIGN)
         bases = sorted({_base(urllib.parse.urlsplit(c.url).hostname or "", c.wildcard) for c in cls.attacks
-                        if c.category in HOST_CATEGORIES})  # fmt: skip
+                        if c.category in HOST_CATEGORIES})
         ports = [cls.port(cls.https)]
         # 127.0.0.1 stands for any host (scan); localhost for the model APIs, which are warn by default.
         rules: list[dict[str, Any]] = [{"host": h, "wildcard": False, "ports": ports} for h in ("127.0.0.1", "localhost")]
         rules += [{"host": b, "wildcard": True, "ports": [443]} for b in bases]
         cls.proxy = cls.start_proxy({"version": 1, "rules": rules, "ssrf_allow": ["127.0.0.0/8"], "upstream": None,
                                      "dlp": {"default": "scan", "hosts": [{"host": "localhost", "wildcard": False,
-                                                                           "mode": "warn"}]}})  # fmt: skip
+                                                                           "mode": "warn"}]}})
 
     def send(self, case: corpus.Case) -> tuple[int, bytes]:
         parts = urllib.parse.urlsplit(case.url)
@@ -54,11 +54,11 @@ class CorporaThroughTheAddon(AddonTestBase):
             sock.close()
             return status, body
         conn = http.client.HTTPSConnection("127.0.0.1", self.proxy.port, timeout=TIMEOUT,
-                                           context=self.proxy.client_tls())  # fmt: skip
+                                           context=self.proxy.client_tls())
         conn.set_tunnel(origin, self.port(self.https))
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in case.headers
-                   if k.lower() not in (b"host", b"content-length", b"transfer-encoding")}  # fmt: skip
+                   if k.lower() not in (b"host", b"content-length", b"transfer-encoding")}
         try:
             conn.request(case.method, target, body=case.body or None, headers=headers)
             resp = conn.getresponse()
@@ -74,7 +74,7 @@ class CorporaThroughTheAddon(AddonTestBase):
                 self.assertTrue(body.startswith(b"claude-bottle: blocked: "), body[:300])
         blocked = [e for e in self.proxy.events("blocked") if e.get("kind") in ("dlp", "deny_list")]
         self.assertGreaterEqual(len(blocked), len(self.attacks) - sum(c.category == "deny-listed"
-                                                                      for c in self.attacks))  # fmt: skip
+                                                                      for c in self.attacks))
         self.assertTrue(all(e.get("rules") for e in blocked if e.get("kind") == "dlp"))
 
     def test_the_benign_corpus_passes_whole(self) -> None:

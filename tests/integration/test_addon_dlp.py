@@ -58,11 +58,11 @@ class DlpBase(AddonTestBase):
             "secrets": [{"name": "TOKEN", "placeholder": PLACEHOLDER, "hosts": ["127.0.0.1"],
                          "header": "authorization"}],
             "dlp": {"default": default, "hosts": hosts or []},
-        }  # fmt: skip
+        }
 
     def request(self, proxy: Mitmdump, host: str, path: str, *, method: str = "GET", body: bytes | None = None,
                 headers: dict[str, str] | None = None, tls: bool = True
-                ) -> tuple[int, bytes, dict[str, str]]:  # fmt: skip
+                ) -> tuple[int, bytes, dict[str, str]]:
         port = self.port(self.https if tls else self.http)
         if tls:
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
@@ -97,7 +97,7 @@ class InjectionTest(DlpBase):
     @classmethod
     def setUpProxies(cls) -> None:
         cls.proxy = cls.start_proxy(cls.policy("scan", [{"host": "localhost", "wildcard": False, "mode": "skip"}]),
-                                    secrets={"version": 1, "values": {"TOKEN": REAL}})  # fmt: skip
+                                    secrets={"version": 1, "values": {"TOKEN": REAL}})
 
     def tearDown(self) -> None:
         self.assert_no_real_value_logged(self.proxy)
@@ -119,7 +119,7 @@ class InjectionTest(DlpBase):
     def test_placeholder_to_another_allowed_host_is_blocked(self) -> None:
         result = self.request(self.proxy, "localhost", "/echo", headers=BEARER)
         self.assert_blocked(result, "placeholder for secret TOKEN may only be sent in header authorization to "
-                                    "127.0.0.1")  # fmt: skip
+                                    "127.0.0.1")
         blocked = [e for e in self.proxy.events("blocked") if e.get("kind") == "placeholder"]
         self.assertTrue(any(e["host"] == "localhost" and e["secret"] == "TOKEN" for e in blocked))
 
@@ -131,7 +131,7 @@ class InjectionTest(DlpBase):
             "body": dict(method="POST", body=json.dumps({"key": PLACEHOLDER}).encode()),
             "gzip body": dict(method="POST", body=gzip.compress(PLACEHOLDER.encode()),
                               headers={"Content-Encoding": "gzip"}),
-        }  # fmt: skip
+        }
         for label, kw in cases.items():
             with self.subTest(label):
                 path = kw.pop("path", "/echo")
@@ -139,18 +139,18 @@ class InjectionTest(DlpBase):
 
     def test_placeholder_over_plain_http_is_never_swapped(self) -> None:
         result = self.request(self.proxy, "127.0.0.1", "/echo", headers=BEARER,
-                              tls=False)  # fmt: skip
+                              tls=False)
         self.assert_blocked(result, "sent over plain HTTP")
 
     def test_a_reflected_value_reaches_the_client_as_the_placeholder(self) -> None:
         status, body, headers = self.request(self.proxy, "127.0.0.1", "/reflect",
-                                             headers=BEARER)  # fmt: skip
+                                             headers=BEARER)
         self.assertEqual((status, body), (200, f"you sent Bearer {PLACEHOLDER}".encode()))
         self.assertEqual(headers["x-reflect"], f"Bearer {PLACEHOLDER}")
 
     def test_a_reflected_value_split_across_streamed_chunks_is_scrubbed(self) -> None:
         status, body, _ = self.request(self.proxy, "127.0.0.1", "/sse-reflect",
-                                       headers=BEARER)  # fmt: skip
+                                       headers=BEARER)
         self.assertEqual(status, 200)
         self.assertEqual(body, f"data: Bearer {PLACEHOLDER}\n\ndata: end\n\n".encode())
 
@@ -165,7 +165,7 @@ class DlpScanTest(DlpBase):
     @classmethod
     def setUpProxies(cls) -> None:
         cls.proxy = cls.start_proxy(cls.policy("scan", [{"host": "localhost", "wildcard": False, "mode": "skip"}]),
-                                    secrets={"version": 1, "values": {"TOKEN": REAL}})  # fmt: skip
+                                    secrets={"version": 1, "values": {"TOKEN": REAL}})
         cls.warn = cls.start_proxy(cls.policy("warn"), secrets={"version": 1, "values": {"TOKEN": REAL}})
         cls.bodies = secret_shapes.bodies()
 
@@ -176,7 +176,7 @@ class DlpScanTest(DlpBase):
                 # Other rules may match as well (a random key can also look like a generic API key).
                 self.assert_blocked(result, "secret detected by gitleaks: ", rule)
                 self.assertTrue(any(e.get("kind") == "dlp" and rule in e.get("rules", [])
-                                    for e in self.proxy.events("blocked")))  # fmt: skip
+                                    for e in self.proxy.events("blocked")))
         secrets = [v.decode(errors="replace") for _, v in self.bodies.values()]
         for line in self.proxy.lines:
             for body in secrets:
@@ -202,7 +202,7 @@ class DlpScanTest(DlpBase):
             "header": dict(headers={"X-Debug": f"aws_access_key_id={key}"}),
             "gzip body": dict(method="POST", body=gzip.compress(f"id={key}".encode()),
                               headers={"Content-Encoding": "gzip"}),
-        }  # fmt: skip
+        }
         for label, kw in cases.items():
             with self.subTest(label):
                 path = kw.pop("path", "/echo")
@@ -214,7 +214,7 @@ class DlpScanTest(DlpBase):
         self.assertEqual(status, 200)
         with self.proxy.client_tls().wrap_socket(sock, server_hostname="127.0.0.1") as tls:
             tls.sendall(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
-                        b"Connection: close\r\n\r\n" + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))  # fmt: skip
+                        b"Connection: close\r\n\r\n" + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
             reply = recv_all(tls)
         self.assertIn(b" 403 ", reply.split(b"\r\n", 1)[0])
         self.assertIn(b"github-pat", reply)
@@ -229,7 +229,7 @@ class DlpScanTest(DlpBase):
         status, reply, _ = self.request(self.warn, "127.0.0.1", "/echo", method="POST", body=body)
         self.assertEqual(status, 200, reply)
         found = self.warn.wait_for(lambda: any(e.get("kind") == "dlp" and rule in e.get("rules", [])
-                                               for e in self.warn.events("warning")))  # fmt: skip
+                                               for e in self.warn.events("warning")))
         self.assertTrue(found, self.warn.lines[-5:])
 
 
@@ -278,7 +278,7 @@ class FailClosedScanTest(DlpBase):
         with self.proxy.client_tls().wrap_socket(sock, server_hostname="127.0.0.1") as tls:
             chunks = (b"1000\r\n" + b"y" * 4096 + b"\r\n") * 2 + b"0\r\n\r\n"
             tls.sendall(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
-                        b"Connection: close\r\n\r\n" + chunks)  # fmt: skip
+                        b"Connection: close\r\n\r\n" + chunks)
             reply = recv_all(tls)
         self.assertIn(b" 403 ", reply.split(b"\r\n", 1)[0])
         self.assertIn(b"request body of 8192 bytes is over the 4096-byte DLP scan limit", reply)
@@ -289,7 +289,7 @@ class StartupFailsClosedTest(unittest.TestCase):
         return run_until_exit(self, policy, **kw)
 
     POLICY = {"version": 1, "rules": [], "secrets": [{"name": "TOKEN", "placeholder": PLACEHOLDER,
-                                                      "hosts": ["127.0.0.1"], "header": "authorization"}]}  # fmt: skip
+                                                      "hosts": ["127.0.0.1"], "header": "authorization"}]}
 
     def test_missing_secret_values_stop_mitmdump(self) -> None:
         proxy = self.run_mitmdump(self.POLICY)

@@ -43,7 +43,7 @@ BINARY = bytes(range(256))  # raw tunnels must carry every byte value unchanged
 
 def setUpModule() -> None:
     missing = [name for name, path in (("mitmdump", MITMDUMP), ("openssl", OPENSSL), ("gitleaks", GITLEAKS))
-               if path is None]  # fmt: skip
+               if path is None]
     if missing and REQUIRED:
         raise RuntimeError(f"CLAUDE_BOTTLE_REQUIRE_DOCKER=1 but {', '.join(missing)} not installed")
     if missing:
@@ -110,7 +110,7 @@ class Origin(BaseHTTPRequestHandler):
             body = self._body()
             seen = {k.lower(): hashlib.sha256(v.encode("latin-1")).hexdigest() for k, v in self.headers.items()}
             self._reply(json.dumps({"headers": seen, "body": hashlib.sha256(body).hexdigest(),
-                                    "length": len(body)}).encode())  # fmt: skip
+                                    "length": len(body)}).encode())
         elif path.endswith("/reflect"):  # a careless server quoting the credential it was sent
             value = self.headers.get("authorization", "")
             self._reply(f"you sent {value}".encode("latin-1"), {"X-Reflect": value})
@@ -246,7 +246,7 @@ class UpstreamHandler(socketserver.BaseRequestHandler):
         if target in self.server.refuse:
             body = b"CONNECT blocked: domain blocklisted (stand-in)\n"
             client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+                           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
             return
         host, _, port = target.rpartition(":")
         try:
@@ -294,7 +294,7 @@ class Mitmdump:
 
     def __init__(self, workdir: Path, policy: dict[str, Any], ca: Path, mode: str = "regular",
                  secrets: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()) -> None:  # fmt: skip
+                 args: tuple[str, ...] = ()) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="mitm-", dir=workdir))
         self.policy_file = self.dir / "policy.json"
         self.policy_file.write_text(json.dumps(policy))
@@ -643,7 +643,7 @@ class RegularModeTest(AddonTestBase):
         with sock:
             self.assertEqual(status, 200)
             sock.sendall(f"GET http://evil.example/steal HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                         "Connection: close\r\n\r\n".encode())  # fmt: skip
+                         "Connection: close\r\n\r\n".encode())
             reply = recv_all(sock)
         self.assertTrue(reply.startswith(b"HTTP/1.1 403"), reply[:200])
         self.assertIn(b"request authority does not match", reply)
@@ -659,7 +659,7 @@ class RegularModeTest(AddonTestBase):
         port = self.port(self.http)
         with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=TIMEOUT) as sock:
             sock.sendall(b"GET http://127.0.0.1:%d/hello HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-A: a\r\n"
-                         b" Host: elsewhere.example\r\nConnection: close\r\n\r\n" % (port, port))  # fmt: skip
+                         b" Host: elsewhere.example\r\nConnection: close\r\n\r\n" % (port, port))
             reply = recv_all(sock)
         self.assertTrue(reply.startswith(b"HTTP/1.1 403"), reply[:200])
         self.assertIn(b"obs-fold", reply)
@@ -803,7 +803,7 @@ class UpstreamModeTest(AddonTestBase):
         self.assertEqual((pstatus, pbody), (403, body))
         def found() -> list[dict[str, Any]]:
             return [e for e in self.proxy.events("blocked") if e.get("kind") == "pipelock"
-                    and e["port"] == self.port(self.echo)]  # fmt: skip
+                    and e["port"] == self.port(self.echo)]
 
         self.proxy.wait_for(lambda: len(found()) >= 2, timeout=5)
         time.sleep(0.3)  # a duplicate line would come right behind
@@ -820,7 +820,7 @@ class UpstreamModeTest(AddonTestBase):
         # mitmproxy used to pass such a request to pipelock as it is, and pipelock's own endpoints answered.
         with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=TIMEOUT) as sock:
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n"
-                         % self.port(self.upstream))  # fmt: skip
+                         % self.port(self.upstream))
             reply = recv_all(sock)
         self.assertTrue(reply.startswith(b"HTTP/1.1 403"), reply[:200])
         self.assertNotIn(b"127.0.0.1:%d" % self.port(self.upstream), "\n".join(self.upstream.targets).encode())

@@ -124,12 +124,12 @@ class Hostile(BaseHTTPRequestHandler):
     def r_status_and_names(self) -> None:
         """The token in the reason phrase and in a header's name, not its value."""
         self.head(b"200 you sent " + self.token, b"X-" + self.token + b": yes", "Content-Type: text/plain",
-                  "Content-Length: 2")  # fmt: skip
+                  "Content-Length: 2")
         self.wfile.write(b"ok")
 
     def r_status_and_names_sse(self) -> None:
         self.head(b"200 you sent " + self.token, b"X-" + self.token + b": yes", "Content-Type: text/event-stream",
-                  "Transfer-Encoding: chunked")  # fmt: skip
+                  "Transfer-Encoding: chunked")
         self.chunk(b"data: ok\n\n")
         self.end_chunks()
 
@@ -142,7 +142,7 @@ class Hostile(BaseHTTPRequestHandler):
         body = gzip.compress(plain)  # ...plus 512 KiB that won't compress: over 1 MiB in all
         assert len(body) > 1 << 20
         self.head("200 OK", "Content-Type: application/octet-stream", "Content-Encoding: gzip",
-                  f"Content-Length: {len(body)}", f"X-Plain-Sha256: {hashlib.sha256(plain).hexdigest()}")  # fmt: skip
+                  f"Content-Length: {len(body)}", f"X-Plain-Sha256: {hashlib.sha256(plain).hexdigest()}")
         half = len(body) // 2
         self.wfile.write(body[:half])
         self.wfile.flush()
@@ -155,7 +155,7 @@ class Hostile(BaseHTTPRequestHandler):
         comp = compressor(coding)
         name = "deflate" if coding == "rawdeflate" else coding
         self.head("200 OK", "Content-Type: text/event-stream", f"Content-Encoding: {name}",
-                  "Transfer-Encoding: chunked")  # fmt: skip
+                  "Transfer-Encoding: chunked")
         self.chunk(comp.compress(b"data: you sent " + self.auth + b"\n\n") + comp.flush(zlib.Z_SYNC_FLUSH))
         self.wait_for_client()
         if self.opts.get("corrupt"):
@@ -170,14 +170,14 @@ class Hostile(BaseHTTPRequestHandler):
         body = b"SERVER-BYTES " + self.token
         if sse:
             self.head("200 OK", "Content-Type: text/event-stream", f"Content-Encoding: {coding}",
-                      "Transfer-Encoding: chunked")  # fmt: skip
+                      "Transfer-Encoding: chunked")
             self.chunk(body)
             time.sleep(0.2)
             self.chunk(body)
             self.end_chunks()
         else:
             self.head("200 OK", "Content-Type: text/plain", f"Content-Encoding: {coding}",
-                      f"Content-Length: {len(body)}")  # fmt: skip
+                      f"Content-Length: {len(body)}")
             self.wfile.write(body)
 
     # ----- streams the scrubber holds back -----
@@ -206,7 +206,7 @@ class Hostile(BaseHTTPRequestHandler):
     def r_trailers(self) -> None:
         sse = self.opts.get("sse")
         self.head("200 OK", f"Content-Type: {'text/event-stream' if sse else 'text/plain'}",
-                  "Transfer-Encoding: chunked", "Trailer: X-Echo")  # fmt: skip
+                  "Transfer-Encoding: chunked", "Trailer: X-Echo")
         self.chunk(b"data: body\n\n")
         self.end_chunks(b"X-Echo: " + self.auth + b"\r\nX-" + self.token + b": yes\r\n")
 
@@ -263,12 +263,12 @@ class ResponseTest(AddonTestBase):
 
     def connect(self, host: str = "127.0.0.1") -> http.client.HTTPSConnection:
         conn = http.client.HTTPSConnection("127.0.0.1", self.proxy.port, timeout=TIMEOUT,
-                                           context=self.proxy.client_tls())  # fmt: skip
+                                           context=self.proxy.client_tls())
         conn.set_tunnel(host, self.port(self.hostile))
         return conn
 
     def fetch(self, path: str, headers: dict[str, str] = BEARER, host: str = "127.0.0.1"
-              ) -> tuple[http.client.HTTPResponse, bytes]:  # fmt: skip
+              ) -> tuple[http.client.HTTPResponse, bytes]:
         conn = self.connect(host)
         try:
             conn.request("GET", path, headers=headers)
@@ -368,7 +368,7 @@ class ResponseTest(AddonTestBase):
                 self.assertIsNone(resp.getheader("content-encoding"))
                 self.assertTrue(ORDER.get(token), "an event waited for the next one")
                 self.assertEqual(body, f"data: you sent Bearer {PLACEHOLDER}\n\ndata: end Bearer {PLACEHOLDER}\n\n"
-                                 .encode())  # fmt: skip
+                                 .encode())
 
     def test_an_encoding_the_proxy_cannot_decode_fails_closed(self) -> None:
         for coding in ("br", "zstd", "x-unknown", "gzip, br"):
@@ -511,11 +511,11 @@ class Http2TrailersTest(AddonTestBase):
         script = cls.tmp / "h2_server.py"
         script.write_text(H2_SERVER)
         cls.h2 = subprocess.Popen([mitmdump_python() or "python3", str(script), str(cls.tmp / "server.pem"),
-                                   str(cls.tmp / "server.key")], stdout=subprocess.PIPE)  # fmt: skip
+                                   str(cls.tmp / "server.key")], stdout=subprocess.PIPE)
         assert cls.h2.stdout is not None
         cls.h2_port = int(cls.h2.stdout.readline())
         cls.proxy = cls.start_proxy(policy([cls.h2_port], ("127.0.0.1",)),
-                                    secrets={"version": 1, "values": {"TOKEN": REAL}})  # fmt: skip
+                                    secrets={"version": 1, "values": {"TOKEN": REAL}})
 
     @classmethod
     def tearDownClass(cls) -> None:
@@ -535,7 +535,7 @@ class Http2TrailersTest(AddonTestBase):
                      f"http://127.0.0.1:{self.proxy.port}", "--cacert", str(self.proxy.ca_file),
                      "-H", f"Authorization: {BEARER['Authorization']}", "-D", str(out),
                      f"https://127.0.0.1:{self.h2_port}{path}"],
-                    capture_output=True, timeout=30)  # fmt: skip
+                    capture_output=True, timeout=30)
                 self.assertEqual(run.returncode, 0, run.stderr)
                 self.assertEqual(run.stdout, body.encode())
                 head = out.read_bytes().split(b"\r\n\r\n", 1)[1]  # after the CONNECT reply

@@ -118,7 +118,7 @@ class Peer:
         parts = [data[i : i + step] for i in range(0, len(data), step)] or [b""]
         frames = b"".join(
             encode_frame(opcode if i == 0 else 0, part, fin=i == len(parts) - 1, rsv1=rsv1 and i == 0,
-                         mask=self.client)  # fmt: skip
+                         mask=self.client)
             for i, part in enumerate(parts)
         )
         self.write(frames)
@@ -230,7 +230,7 @@ class WsHandler(socketserver.BaseRequestHandler):
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Accept: {accept_for(headers['sec-websocket-key'])}\r\n"
             + ("Sec-WebSocket-Extensions: permessage-deflate\r\n" if deflate else "") + "\r\n"
-        ).encode())  # fmt: skip
+        ).encode())
         peer = Peer(rfile, tls.sendall, client=False, deflate=deflate)
         peer.on_ping = lambda payload: self.server.record(conn_id, ("ping", payload))
         if path == "/reflect":
@@ -252,14 +252,14 @@ class WsClient:
     """A WebSocket client through the proxy's CONNECT; `status` is 101 or the refusal's, with its body."""
 
     def __init__(self, proxy: Mitmdump, host: str, port: int, path: str, *, deflate: bool = False,
-                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
+                 headers: dict[str, str] | None = None) -> None:
         status, body, raw = proxy_connect(proxy.port, host, port)
         assert status == 200, (status, body)
         self.sock = proxy.client_tls().wrap_socket(raw, server_hostname=host)
         self.rfile = self.sock.makefile("rb")
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket", "Connection: Upgrade",
-                 f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]  # fmt: skip
+                 f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
         if deflate:
             lines.append("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits")
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
@@ -307,7 +307,7 @@ class WebSocketBase(DlpBase):
         ctx.load_cert_chain(cls.tmp / "server.pem", cls.tmp / "server.key")
         cls.ws = cls.start_server(WsOrigin(ctx))
         cls.proxy = cls.start_proxy(cls.ws_policy("scan", [{"host": "localhost", "wildcard": False, "mode": "skip"}]),
-                                    secrets={"version": 1, "values": {"TOKEN": REAL}})  # fmt: skip
+                                    secrets={"version": 1, "values": {"TOKEN": REAL}})
 
     @classmethod
     def ws_policy(cls, default: str, hosts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -317,7 +317,7 @@ class WebSocketBase(DlpBase):
         return policy
 
     def connect(self, proxy: Mitmdump | None = None, host: str = "127.0.0.1", path: str = "/echo", **kw: Any
-                ) -> tuple[WsClient, str]:  # fmt: skip
+                ) -> tuple[WsClient, str]:
         conn_id = os.urandom(8).hex()
         client = WsClient(proxy or self.proxy, host, self.port(self.ws), f"{path}?id={conn_id}", **kw)
         self.addCleanup(client.close)
@@ -355,7 +355,7 @@ class WebSocketScanTest(WebSocketBase):
         with self.proxy.client_tls().wrap_socket(raw, server_hostname="127.0.0.1") as tls:
             tls.sendall(f"GET /echo?id={conn_id} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                         f"Connection: Upgrade\r\nSec-WebSocket-Key: {token}\r\nSec-WebSocket-Version: 13\r\n"
-                        "\r\n".encode())  # fmt: skip
+                        "\r\n".encode())
             first, _ = read_head(tls.makefile("rb"))
         self.assertIn(" 403 ", first)
 
@@ -363,7 +363,7 @@ class WebSocketScanTest(WebSocketBase):
         client, conn_id = self.connect()
         self.assertEqual(client.status, 101, client.body)
         payloads = [(TEXT, "def f():\n    return 1\n".encode() * 50), (BINARY, bytes(range(256)) * 4),
-                    (TEXT, json.dumps({"id": "4f1c6c1e-8e0a-4b1e-9f59-0d2b7e0c9a11"}).encode())]  # fmt: skip
+                    (TEXT, json.dumps({"id": "4f1c6c1e-8e0a-4b1e-9f59-0d2b7e0c9a11"}).encode())]
         for opcode, payload in payloads:
             client.peer.send(opcode, payload)
             self.assertEqual(client.peer.recv(), ("text" if opcode == TEXT else "binary", payload))
@@ -383,7 +383,7 @@ class WebSocketScanTest(WebSocketBase):
         self.assertFalse(any(token.encode() in (d if isinstance(d, bytes) else b"") for _, d in got))
         self.assertTrue(self.proxy.wait_for(lambda: any(
             "github-pat" in e.get("rules", []) and "WebSocket text message" in e["reason"]
-            for e in self.blocked(self.proxy, "dlp"))))  # fmt: skip
+            for e in self.blocked(self.proxy, "dlp"))))
         self.assertTrue(all(token not in line for line in self.proxy.lines))
 
     def test_a_secret_split_across_fragments_is_found(self) -> None:
@@ -439,7 +439,7 @@ class WebSocketScanTest(WebSocketBase):
                 self.assert_closed(client, 1008, "placeholder for secret TOKEN")
                 self.assertFalse(any(k == "text" for k, _ in self.ws.wait_end(conn_id)))
         self.assertTrue(self.proxy.wait_for(lambda: any(e.get("secret") == "TOKEN"
-                                                        for e in self.blocked(self.proxy, "placeholder"))))  # fmt: skip
+                                                        for e in self.blocked(self.proxy, "placeholder"))))
 
     def test_ping_and_pong_payloads_are_checked_too(self) -> None:
         client, conn_id = self.connect()
@@ -481,7 +481,7 @@ class WebSocketScanTest(WebSocketBase):
         self.assertEqual(client.status, 101, client.body)
         self.assertEqual(client.peer.recv(), ("text", f"you sent Bearer {PLACEHOLDER}".encode()))
         self.assertTrue(self.proxy.wait_for(lambda: any(e.get("secret") == "TOKEN"
-                                                        for e in self.proxy.events("injected"))))  # fmt: skip
+                                                        for e in self.proxy.events("injected"))))
 
     def test_a_message_over_the_scan_limit_fails_closed(self) -> None:
         client, conn_id = self.connect()
@@ -521,7 +521,7 @@ class WebSocketWarnTest(WebSocketBase):
         self.assertEqual(client.peer.recv(), ("text", payload))
         self.assertTrue(self.warn.wait_for(lambda: any(
             e.get("kind") == "dlp" and "github-pat" in e.get("rules", []) and e.get("scheme") == "wss"
-            for e in self.warn.events("warning"))), self.warn.lines[-5:])  # fmt: skip
+            for e in self.warn.events("warning"))), self.warn.lines[-5:])
         self.assertFalse(self.warn.events("blocked"))
 
 
@@ -546,7 +546,7 @@ class CompressedBodyTest(WebSocketBase):
         status, reply, took = self.post(self.proxy, "127.0.0.1", self.bomb, {"Content-Encoding": "gzip"})
         self.assertEqual(status, 403, reply)
         self.assertIn(b"request body is over the 4194304-byte DLP scan limit after decoding its Content-Encoding "
-                      b"(failing closed)", reply)  # fmt: skip
+                      b"(failing closed)", reply)
         self.assertLess(took, 5)
         self.assertLess(peak_memory(self.proxy) - before, 60 * MiB)
         self.assertTrue(self.proxy.wait_for(lambda: any(

@@ -33,7 +33,7 @@ print("PROBE-RESULT " + json.dumps({"held": token, "seen": seen}))
 def start(manifest: str, *command: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "claude_bottle", "start", manifest, "--", *command],
                           capture_output=True, text=True, timeout=300, env=support.launcher_env(**env),
-                          cwd=support.REPO)  # fmt: skip
+                          cwd=support.REPO)
 
 
 class SubscriptionToken(unittest.TestCase):
@@ -46,21 +46,21 @@ class SubscriptionToken(unittest.TestCase):
         os.chmod(s.dir, 0o755)
         api = support.unique_name("cbtest-api")
         s.container(api, "--network", net, "--network-alias", "api.anthropic.com", "--user", "0",
-                    "-v", f"{s.dir}:/srv:ro", support.AGENT_TEST_IMAGE, "sleep", "infinity")  # fmt: skip
+                    "-v", f"{s.dir}:/srv:ro", support.AGENT_TEST_IMAGE, "sleep", "infinity")
         ip = s.ip(api, net)
         ca, crt, key = support.make_tls(s, ip, "api.anthropic.com")
         subprocess.Popen(["docker", "exec", "-d", api, "python3", "/srv/dlp_upstream.py", "/srv/srv.pem",
-                          "/srv/srv.key"]).wait(timeout=60)  # fmt: skip
+                          "/srv/srv.key"]).wait(timeout=60)
         bottle = support.unique_name("itest-cc")
         # The address rule only opens the SSRF guards for our upstream's private address; the token
         # is bound to api.anthropic.com by the @anthropic credentials alone (nothing in `secrets`).
         manifest = s.manifest({"name": bottle, "agent": {"image": support.AGENT_TEST_IMAGE, "state": "ephemeral"},
-                               "egress": {"allow": ["@anthropic", ip], "trusted_ca": ca, "network": net}})  # fmt: skip
+                               "egress": {"allow": ["@anthropic", ip], "trusted_ca": ca, "network": net}})
         env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
         run = subprocess.run([sys.executable, "-m", "claude_bottle", "start", manifest, "--", "python3", "-c", PROBE],
                              capture_output=True, text=True, timeout=300, cwd=support.REPO,
                              env={**support.launcher_env(), **{k: env[k] for k in ("PATH",) if k in env},
-                                  "CLAUDE_CODE_OAUTH_TOKEN": REAL_TOKEN})  # fmt: skip
+                                  "CLAUDE_CODE_OAUTH_TOKEN": REAL_TOKEN})
         result = support.probe_result(run)
         self.assertEqual(run.returncode, 0, run.stderr[-2000:])
         self.assertTrue(str(result["held"]).startswith("claude-bottle-placeholder-CLAUDE_CODE_OAUTH_TOKEN-"))
@@ -86,14 +86,14 @@ class KeptHome(unittest.TestCase):
         self.assertEqual((second.returncode, second.stdout.strip()), (0, "remembered"), second.stderr[-2000:])
         self.assertEqual(support.labelled(bottle), [], "a session's containers and networks still go")
         ps = support.sh([sys.executable, "-m", "claude_bottle", "ps", "--format", "json"], cwd=support.REPO,
-                        env=support.launcher_env())  # fmt: skip
+                        env=support.launcher_env())
         self.assertIn({"name": volume, "bottle": bottle}, json.loads(ps.stdout)["state_volumes"])
         kept = support.sh([sys.executable, "-m", "claude_bottle", "cleanup", bottle], cwd=support.REPO,
-                          env=support.launcher_env())  # fmt: skip
+                          env=support.launcher_env())
         self.assertNotIn(volume, kept.stdout)
         self.assertEqual(support.sh(["docker", "volume", "inspect", volume], check=False).returncode, 0)
         gone = support.sh([sys.executable, "-m", "claude_bottle", "cleanup", bottle, "--state"], cwd=support.REPO,
-                          env=support.launcher_env())  # fmt: skip
+                          env=support.launcher_env())
         self.assertIn(volume, gone.stdout)
         self.assertNotEqual(support.sh(["docker", "volume", "inspect", volume], check=False).returncode, 0)
 

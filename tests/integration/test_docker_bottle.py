@@ -46,7 +46,7 @@ class BottleFromInside(unittest.TestCase):
         cls.allowed_ip, cls.denied_ip = s.ip(allowed, net), s.ip(denied, net)
         ca, crt, key = support.make_tls(s, cls.allowed_ip)
         subprocess.Popen(["docker", "exec", "-d", allowed, "python3", "/srv/upstream.py", "allowed", "80,8081",
-                          "443", "/srv/srv.pem", "/srv/srv.key"]).wait(timeout=60)  # fmt: skip
+                          "443", "/srv/srv.pem", "/srv/srv.key"]).wait(timeout=60)
         workspace = os.path.join(s.dir, "ws")
         os.makedirs(workspace)
         os.chmod(workspace, 0o777)  # the agent runs as uid 10001 when the tests run as root
@@ -71,7 +71,7 @@ class BottleFromInside(unittest.TestCase):
              "python3", "/workspace/probe.py", cls.allowed_ip, cls.denied_ip, cls.dns_name,
              str(host_service.getsockname()[1])],
             capture_output=True, text=True, timeout=300, env=env, cwd=support.REPO,
-        )  # fmt: skip
+        )
         cls.results = support.probe_result(cls.launched)
 
     @classmethod
@@ -153,7 +153,7 @@ class DnsStaysOnTheHost(unittest.TestCase):
         self.addCleanup(s.close)
         manifest = s.manifest({"name": support.unique_name("dnstest"), "agent": {"image": support.AGENT_TEST_IMAGE}})
         capture = subprocess.Popen(["tcpdump", "-i", uplink, "-nn", "-l", "-A", "port 53"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
             run = subprocess.run(
                 [sys.executable, "-m", "claude_bottle", "start", manifest, "--", "getent", "hosts", name],

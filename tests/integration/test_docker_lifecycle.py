@@ -27,21 +27,21 @@ class Lifecycle(unittest.TestCase):
             [sys.executable, "-m", "claude_bottle", "start", manifest, "--", *command],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
             env=support.launcher_env(), cwd=support.REPO,
-        )  # fmt: skip
+        )
 
         def reap() -> None:  # a failed test must not leave a launcher or its bottle behind
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             support.sh([sys.executable, "-m", "claude_bottle", "cleanup", bottle, "--force"],
-                       cwd=support.REPO, env=support.launcher_env(), check=False)  # fmt: skip
+                       cwd=support.REPO, env=support.launcher_env(), check=False)
 
         self.addCleanup(reap)
         return proc
 
     def running(self, bottle: str, role: str) -> bool:
         out = support.sh(["docker", "ps", "-q", "--filter", f"label=org.claude-bottle.bottle={bottle}",
-                          "--filter", f"label=org.claude-bottle.role={role}", "--filter", "status=running"])  # fmt: skip
+                          "--filter", f"label=org.claude-bottle.role={role}", "--filter", "status=running"])
         return bool(out.stdout.strip())
 
     def test_agent_exit_status_becomes_ours_and_nothing_is_left(self) -> None:
@@ -111,7 +111,7 @@ class Lifecycle(unittest.TestCase):
         self.assertIn(bottle, ps.stdout)
         self.assertIn("orphaned", ps.stdout)
         out = support.sh([sys.executable, "-m", "claude_bottle", "cleanup", bottle], cwd=support.REPO,
-                         env=support.launcher_env())  # fmt: skip
+                         env=support.launcher_env())
         self.assertIn("removed", out.stdout)
         self.assertEqual(support.labelled(bottle), [])
         support.sh(["docker", "network", "inspect", bystander])  # unlabelled: untouched
@@ -121,7 +121,7 @@ class Lifecycle(unittest.TestCase):
         proc = self.launch(self.manifest(bottle), "sleep", "120")
         support.wait_for(lambda: self.running(bottle, "agent"), 120, "agent running")
         out = support.sh([sys.executable, "-m", "claude_bottle", "cleanup", bottle], cwd=support.REPO,
-                         env=support.launcher_env())  # fmt: skip
+                         env=support.launcher_env())
         self.assertIn("still running", out.stdout)
         self.assertTrue(self.running(bottle, "agent"))
         proc.send_signal(signal.SIGTERM)

@@ -21,12 +21,12 @@ class InstalledCommand(unittest.TestCase):
         python = os.path.join(where, "bin", "python")
         # --no-index: the build backend needs nothing from an index, with or without build isolation.
         install = subprocess.run([python, "-m", "pip", "install", "--no-index", "-q", support.REPO],
-                                 capture_output=True, text=True, timeout=300)  # fmt: skip
+                                 capture_output=True, text=True, timeout=300)
         self.assertEqual(install.returncode, 0, install.stderr)
         command = os.path.join(where, "bin", "claude-bottle")
         run = subprocess.run([command, "start", "--dry-run", "--format=json",
                               os.path.join(support.REPO, "examples", "minimal.json")],
-                             capture_output=True, text=True, timeout=60, cwd=where)  # fmt: skip
+                             capture_output=True, text=True, timeout=60, cwd=where)
         self.assertEqual(run.returncode, 0, run.stderr)
         plan = json.loads(run.stdout)
         self.assertEqual(plan["name"], "minimal")

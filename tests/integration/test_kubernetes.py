@@ -53,7 +53,7 @@ CASES: dict[str, dict[str, Any]] = {
                                  "kubernetes": {"runtime_class_name": "gvisor"}},
     "cluster ranges": {"egress": {"allow": ["example.com", "10.1.2.3:80"]},
                        "kubernetes": {"cluster_cidrs": ["10.96.0.0/12", "10.244.0.0/16"]}},
-}  # fmt: skip
+}
 
 
 class Cluster:
@@ -72,7 +72,7 @@ def setUpModule() -> None:
     Cluster.dir = tempfile.mkdtemp(prefix="cb-k8s-")
     print("test_kubernetes: building (cached) and starting etcd + kube-apiserver on loopback...", file=sys.stderr)
     proc = subprocess.run(["bash", os.path.join(REPO, "tests/k8s/up.sh"), Cluster.dir], stdout=subprocess.PIPE,
-                          text=True, timeout=2400)  # fmt: skip
+                          text=True, timeout=2400)
     if proc.returncode != 0:
         raise AssertionError(f"tests/k8s/up.sh failed ({proc.returncode}); see its stderr above")
     kubeconfig = proc.stdout.strip().splitlines()[-1]
@@ -81,7 +81,7 @@ def setUpModule() -> None:
     # The launcher's own code runs `kubectl` from PATH with the user's kubeconfig: give it ours.
     Cluster.env = mock.patch.dict(os.environ, {"KUBECONFIG": kubeconfig,
                                                "PATH": os.path.dirname(Cluster.kubectl) + os.pathsep + os.environ["PATH"],
-                                               "CB_K8S_TEST_TOKEN": "sk-test-value"})  # fmt: skip
+                                               "CB_K8S_TEST_TOKEN": "sk-test-value"})
     Cluster.env.start()
     k("create", "namespace", NS)
     # What a cluster's controllers and installer would have done: PSA "restricted" on the namespace,
@@ -89,7 +89,7 @@ def setUpModule() -> None:
     k("label", "namespace", NS, "pod-security.kubernetes.io/enforce=restricted")
     k("create", "serviceaccount", "default", "--namespace", NS)
     apply_json({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "gvisor"},
-                "handler": "runsc"})  # fmt: skip
+                "handler": "runsc"})
     with open(os.path.join(REPO, "tests/k8s/sandbox-crd.json"), "rb") as handle:
         k("apply", "--server-side", "-f", "-", input=handle.read())
     k("wait", "--for=condition=Established", "--timeout=60s", f"crd/{kubernetes_argv.SANDBOXES}")
@@ -112,7 +112,7 @@ def k(*argv: str, input: bytes | None = None, check: bool = True) -> subprocess.
 
 def apply_json(obj: dict[str, Any], *extra: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     return k("apply", "--server-side", "--field-manager=claude-bottle", "-f", "-", *extra,
-             input=json.dumps(obj).encode(), check=check)  # fmt: skip
+             input=json.dumps(obj).encode(), check=check)
 
 
 def kube_plan(doc: dict[str, Any]) -> kubernetes.KubePlan:
@@ -122,7 +122,7 @@ def kube_plan(doc: dict[str, Any]) -> kubernetes.KubePlan:
     from claude_bottle import session
 
     base = plan.build(m, session.new_id(), launcher="itest-host:4242", environ=dict(os.environ),
-                      placeholder_seed=session.placeholder_seed())  # fmt: skip
+                      placeholder_seed=session.placeholder_seed())
     return kubernetes.adapt(base, m)
 
 
@@ -146,7 +146,7 @@ class ApplyEveryRenderingTest(unittest.TestCase):
         self.assertEqual(real.returncode, 0, real.stderr.decode())
         self.assertEqual(len(labelled(p)), len(objects))
         problems = kubernetes_run.teardown(SubprocessRunner(), None, NS, p.session,
-                                           any(o["kind"] == "Sandbox" for o in objects), False)  # fmt: skip
+                                           any(o["kind"] == "Sandbox" for o in objects), False)
         self.assertEqual(problems, [])
         self.assertEqual(labelled(p), [])
 
@@ -186,9 +186,9 @@ class ApplyEveryRenderingTest(unittest.TestCase):
         path = os.path.join(Cluster.dir, "render.json")
         with open(path, "w") as handle:
             json.dump({"name": "itest", "runtime": "kubernetes", "egress": {"allow": ["@anthropic"]},
-                       "kubernetes": {"namespace": NS}}, handle)  # fmt: skip
+                       "kubernetes": {"namespace": NS}}, handle)
         out = subprocess.run([sys.executable, "-m", "claude_bottle", "render", "--target", "kubernetes", path],
-                             capture_output=True, cwd=REPO, timeout=60)  # fmt: skip
+                             capture_output=True, cwd=REPO, timeout=60)
         self.assertEqual(out.returncode, 0, out.stderr.decode())
         self.assertIn(b"CA ConfigMap", out.stderr)
         dry = k("apply", "--server-side", "--dry-run=server", "-f", "-", input=out.stdout, check=False)
@@ -226,7 +226,7 @@ BROKEN: dict[str, tuple[Any, str]] = {
         name="cb-" + "a" * 70), "must be no more than 63"),
     "secret not base64": (lambda o: next(x for x in o if x["kind"] == "Secret")["data"].update(
         {"secrets.json": "not base64!"}), "illegal base64"),
-}  # fmt: skip
+}
 
 
 class BrokenRenderingsTest(unittest.TestCase):
@@ -275,7 +275,7 @@ class KubeletStandIn(SubprocessRunner):
             doc = json.loads(result.stdout)
             for pod in doc["items"]:  # the real pod, with the status a kubelet would have written
                 pod["status"] = {"phase": "Failed", "containerStatuses": [
-                    {"name": "agent", "state": {"terminated": {"exitCode": 7}}}]}  # fmt: skip
+                    {"name": "agent", "state": {"terminated": {"exitCode": 7}}}]}
             return Result(result.argv, 0, json.dumps(doc), result.stderr)
         return result
 
@@ -395,12 +395,12 @@ class EnforcementCanaryTest(unittest.TestCase):
     def setUpClass(cls) -> None:
         image = os.environ.get("CLAUDE_BOTTLE_K8S_TEST_IMAGE") or next(iter(subprocess.run(
             ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "claude-bottle/sidecars"],
-            capture_output=True, text=True, timeout=60).stdout.split()), "")  # fmt: skip
+            capture_output=True, text=True, timeout=60).stdout.split()), "")
         if not image:
             unavailable("no claude-bottle/sidecars image in Docker for the node's pods (set CLAUDE_BOTTLE_K8S_TEST_IMAGE)")
         cls.image = image
         proc = subprocess.run(["bash", os.path.join(REPO, "tests/k8s/node.sh"), Cluster.dir, image],
-                              stdout=subprocess.PIPE, text=True, timeout=1800)  # fmt: skip
+                              stdout=subprocess.PIPE, text=True, timeout=1800)
         if proc.returncode == 4:  # the host cannot enforce at all (node.sh said why): nothing to prove here
             raise unittest.SkipTest("tests/k8s/node.sh: this kernel cannot run kube-network-policies (no CONFIG_NFT_QUEUE)")
         if proc.returncode != 0:
@@ -449,17 +449,17 @@ class EnforcementCanaryTest(unittest.TestCase):
         outsider["metadata"]["labels"][f"{LABEL}.role"] = "outsider"
         ips = {"OUTSIDER": self.pod(outsider, {"TCP": "8080"})}
         ips["BUNDLE"] = self.pod(bundle, {"TCP": "8080,9090", "OUTSIDER": ips["OUTSIDER"], "DELAY": "8",
-                                          "PROBES": "tcp:OUTSIDER:8080"})  # fmt: skip
+                                          "PROBES": "tcp:OUTSIDER:8080"})
         ips["AGENT"] = self.pod(agent, {"TCP": "7000", **ips,
                                         "PROBES": "tcp:BUNDLE:8080,tcp:BUNDLE:9090,tcp:OUTSIDER:8080,"
-                                                  "udp:OUTSIDER:5353,udp:BUNDLE:5353"})  # fmt: skip
+                                                  "udp:OUTSIDER:5353,udp:BUNDLE:5353"})
         peer = copy.deepcopy(outsider)
         peer["metadata"]["name"] = peer["metadata"]["name"].replace("-outsider", "-peer")
         self.pod(peer, {"TCP": "8080", **ips,
                         "PROBES": "tcp:AGENT:7000,udp:AGENT:5353,tcp:BUNDLE:8080,tcp:OUTSIDER:8080,"
-                                  "udp:OUTSIDER:5353"})  # fmt: skip
+                                  "udp:OUTSIDER:5353"})
         seen = {"agent": self.result(agent["metadata"]["name"]), "peer": self.result(peer["metadata"]["name"]),
-                "bundle": self.result(bundle["metadata"]["name"])}  # fmt: skip
+                "bundle": self.result(bundle["metadata"]["name"])}
         print(f"\nenforcement canary: {json.dumps(seen, indent=1)}", file=sys.stderr)
         want = {
             "agent": {"tcp BUNDLE:8080": "open", "tcp BUNDLE:9090": "blocked", "tcp OUTSIDER:8080": "blocked",
@@ -467,6 +467,6 @@ class EnforcementCanaryTest(unittest.TestCase):
             "peer": {"tcp AGENT:7000": "blocked", "udp AGENT:5353": "blocked", "tcp BUNDLE:8080": "blocked",
                      "tcp OUTSIDER:8080": "open", "udp OUTSIDER:5353": "open"},
             "bundle": {"tcp OUTSIDER:8080": "blocked"},
-        }  # fmt: skip
+        }
         got = {role: {probe: r.split(" ")[0] for probe, r in results.items()} for role, results in seen.items()}
         self.assertEqual(got, want)

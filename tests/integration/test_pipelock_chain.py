@@ -46,7 +46,7 @@ class ChainFromInside(unittest.TestCase):
         shutil.copy(os.path.join(FILES, "chain_upstream.py"), s.dir)
         os.chmod(s.dir, 0o755)
         served = ["--network", net, "--user", "0", "-v", f"{s.dir}:/srv:ro", support.AGENT_TEST_IMAGE,
-                  "python3", "/srv/chain_upstream.py", "80", str(GREETING_PORT)]  # fmt: skip
+                  "python3", "/srv/chain_upstream.py", "80", str(GREETING_PORT)]
         origin = s.container(support.unique_name("cbtest-origin"), *served)
         # Another server, known only by a name: no rule names its (private) address, so no SSRF
         # exception covers it, as one would for the origin, whose address a rule names.
@@ -61,14 +61,14 @@ class ChainFromInside(unittest.TestCase):
             "name": cls.bottle, "workspace": "ws", "agent": {"image": support.AGENT_TEST_IMAGE},
             # The name is allowed (the addon passes it); only pipelock's SSRF guard stops it.
             "egress": {"allow": [cls.origin_ip, f"{cls.origin_ip}:{GREETING_PORT}", PRIVATE_NAME], "network": net},
-        })  # fmt: skip
+        })
         cls.state = os.path.join(s.dir, "state")
         cls.launched = subprocess.run(
             [sys.executable, "-m", "claude_bottle", "start", manifest, "--",
              "python3", "/workspace/chain_probe.py", cls.origin_ip, str(GREETING_PORT), PRIVATE_NAME],
             capture_output=True, text=True, timeout=300, env=support.launcher_env(XDG_STATE_HOME=cls.state),
             cwd=support.REPO,
-        )  # fmt: skip
+        )
         cls.results = support.probe_result(cls.launched)
 
     @classmethod
@@ -147,18 +147,18 @@ class NothingAllowed(unittest.TestCase):
         os.chmod(s.dir, 0o755)
         origin = support.unique_name("cbtest-origin")
         s.container(origin, "--network", net, "--user", "0", "-v", f"{s.dir}:/srv:ro", support.AGENT_TEST_IMAGE,
-                    "python3", "/srv/chain_upstream.py", "80", str(GREETING_PORT))  # fmt: skip
+                    "python3", "/srv/chain_upstream.py", "80", str(GREETING_PORT))
         ip = s.ip(origin, net)
         bottle = support.unique_name("itest-none")
         manifest = s.manifest({"name": bottle, "agent": {"image": support.AGENT_TEST_IMAGE},
-                               "egress": {"allow": [], "network": net}})  # fmt: skip
+                               "egress": {"allow": [], "network": net}})
         probe = ("import os,socket,urllib.parse as u;p=u.urlsplit(os.environ['HTTP_PROXY']);"
                  "s=socket.create_connection((p.hostname,p.port),10);"
                  f"s.sendall(b'CONNECT {ip}:80 HTTP/1.1\\r\\nHost: {ip}:80\\r\\n\\r\\n');"
                  "print('REPLY', s.recv(200).split(b'\\r\\n')[0].decode())")
         run = subprocess.run([sys.executable, "-m", "claude_bottle", "start", manifest, "--", "python3", "-c", probe],
                              capture_output=True, text=True, timeout=300, env=support.launcher_env(),
-                             cwd=support.REPO)  # fmt: skip
+                             cwd=support.REPO)
         self.assertEqual(run.returncode, 0, run.stderr[-3000:])
         self.assertIn("REPLY HTTP/1.1 403", run.stdout)
         self.assertEqual(support.labelled(bottle), [])

@@ -236,7 +236,7 @@ def _copy_out(image: str) -> str | None:
     import atexit
 
     created = subprocess.run(["docker", "create", "--label", support.TEST_LABEL, image], capture_output=True,
-                             text=True, timeout=120)  # fmt: skip
+                             text=True, timeout=120)
     if created.returncode != 0:
         return None
     cid = created.stdout.strip()
@@ -244,7 +244,7 @@ def _copy_out(image: str) -> str | None:
     atexit.register(shutil.rmtree, folder, True)
     try:
         copied = subprocess.run(["docker", "cp", f"{cid}:{IMAGE_BIN}", os.path.join(folder, "pipelock")],
-                                capture_output=True, timeout=120)  # fmt: skip
+                                capture_output=True, timeout=120)
     finally:
         subprocess.run(["docker", "rm", "-f", cid], capture_output=True, timeout=120)
     path = os.path.join(folder, "pipelock")
@@ -273,7 +273,7 @@ class PipelockRunTest(unittest.TestCase):
         log = open(os.path.join(self.pl.dir, f"{name}.log"), "w+")
         self.addCleanup(log.close)
         proc = subprocess.Popen([str(self.pl.binary), "run", "--config", path, "--listen", f"127.0.0.1:{port}"],
-                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+                                stdout=log, stderr=subprocess.STDOUT)
 
         def stop() -> None:
             proc.terminate()

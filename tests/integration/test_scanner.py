@@ -53,7 +53,7 @@ def scanner_binary() -> str | None:
     cache = os.environ.get("CLAUDE_BOTTLE_CACHE") or os.path.expanduser("~/.cache/claude-bottle")
     binary = os.path.join(cache, f"scanner-{source_hash()}", "claude-bottle-scanner")
     if os.access(binary, os.X_OK) and ENGINE in subprocess.run([binary, "-version"], capture_output=True,
-                                                               text=True, timeout=30).stdout:  # fmt: skip
+                                                               text=True, timeout=30).stdout:
         return binary
     go = find_go()
     if go is None:
@@ -77,7 +77,7 @@ def setUpModule() -> None:
     global SCANNER
     SCANNER = scanner_binary()
     missing = [name for name, path in (("the scanner (or Go to build it)", SCANNER), ("gitleaks", GITLEAKS))
-               if path is None]  # fmt: skip
+               if path is None]
     if missing and REQUIRED:
         raise RuntimeError(f"CLAUDE_BOTTLE_REQUIRE_DOCKER=1 but {', '.join(missing)} not found")
     if missing:
@@ -90,7 +90,7 @@ class ScannerProcess:
     def __init__(self, path: str, *args: str) -> None:
         self.path = path
         self.proc = subprocess.Popen([SCANNER or "claude-bottle-scanner", "-socket", path, "-config", str(CONFIG), *args],
-                                     stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+                                     stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 20
         while not ping(path):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -162,7 +162,7 @@ class ScannerTest(unittest.TestCase):
 
     def via_gitleaks(self, text: bytes) -> dlp.ScanResult:
         return asyncio.run(dlp.run_gitleaks(text, dlp.gitleaks_argv(GITLEAKS or "gitleaks", str(CONFIG)), 60,
-                                            str(CONFIG.parent)))  # fmt: skip
+                                            str(CONFIG.parent)))
 
     def test_same_findings_as_gitleaks_stdin(self) -> None:
         cases = inputs()
@@ -193,11 +193,11 @@ class ScannerTest(unittest.TestCase):
 
     def test_many_scans_at_once_each_get_their_own_verdict(self) -> None:
         texts = [f"n={i}\n".encode() + (f"k = {secret_shapes.aws_access_key()}".encode() if i % 3 == 0 else b"")
-                 for i in range(200)]  # fmt: skip
+                 for i in range(200)]
         results = self.via_socket(texts)
         for i, result in enumerate(results):
             self.assertEqual(result, dlp.ScanResult("leak", ("aws-access-token",)) if i % 3 == 0
-                             else dlp.ScanResult("clean"), i)  # fmt: skip
+                             else dlp.ScanResult("clean"), i)
 
     def test_connections_are_kept_and_reused(self) -> None:
         async def go() -> tuple[int, list[dlp.ScanResult]]:
@@ -276,7 +276,7 @@ class ScannerTest(unittest.TestCase):
         bad = os.path.join(self.dir, "bad.toml")
         Path(bad).write_text("[[rules]]\nid = 'x'\nregex = '''(unclosed'''\n")
         proc = subprocess.run([SCANNER or "x", "-socket", os.path.join(self.dir, "b.sock"), "-config", bad],
-                              capture_output=True, text=True, timeout=30)  # fmt: skip
+                              capture_output=True, text=True, timeout=30)
         self.assertEqual(proc.returncode, 3, proc.stderr)
         self.assertIn("cannot load the gitleaks config", proc.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.dir, "b.sock")))
@@ -346,11 +346,11 @@ class AddonWithScannerTest(DlpBase):
 
         def verdicts() -> list[dict[str, object]]:  # gitleaks' (the addon's other detectors log apart)
             return [e for e in self.warn.events("warning")[before:] if e.get("kind") == "dlp_error"
-                    or "gitleaks" in str(e.get("reason"))]  # fmt: skip
+                    or "gitleaks" in str(e.get("reason"))]
 
         self.warn.wait_for(lambda: len(verdicts()) >= burst, timeout=60)
         self.assertEqual([(e["kind"], e["rules"]) for e in verdicts()], [("dlp", ["aws-access-token"])] * burst,
-                         verdicts()[:3])  # fmt: skip
+                         verdicts()[:3])
 
     def test_the_scanner_down_fails_closed(self) -> None:
         self.scanner.stop()

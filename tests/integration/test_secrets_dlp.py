@@ -61,15 +61,15 @@ def _cert(s: support.Scratch, ips: list[str]) -> tuple[str, str, str]:
         support.unavailable("openssl CLI not installed")
     d = s.dir
     ext = s.write("api.ext", f"subjectAltName={','.join('IP:' + ip for ip in ips)}\nbasicConstraints=CA:FALSE\n"
-                             "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")  # fmt: skip
+                             "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
     ca, ca_key = os.path.join(d, "api-ca.pem"), os.path.join(d, "api-ca.key")
     crt, key, csr = os.path.join(d, "api.pem"), os.path.join(d, "api.key"), os.path.join(d, "api.csr")
     support.sh(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=cb api CA",
                 "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-                "-keyout", ca_key, "-out", ca])  # fmt: skip
+                "-keyout", ca_key, "-out", ca])
     support.sh(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=api", "-keyout", key, "-out", csr])
     support.sh(["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
-                "-extfile", ext, "-out", crt])  # fmt: skip
+                "-extfile", ext, "-out", crt])
     for path in (crt, key, ca):
         os.chmod(path, 0o644)
     return ca, crt, key
@@ -106,12 +106,12 @@ class SecretsAndDlpInABottle(unittest.TestCase):
         ca, _, _ = _cert(s, [cls.bound, cls.other])
         for name in (bound, other):
             support.sh(["docker", "exec", "-d", name, "python3", "/srv/dlp_upstream.py", "/srv/api.pem",
-                        "/srv/api.key"])  # fmt: skip
+                        "/srv/api.key"])
         # The real values: one from the launcher's environment, one from a file outside the workspace,
         # and Claude Code's own key, picked up implicitly.
         cls.real = {"TEST_TOKEN": "cbtest-env-" + secrets.token_hex(16),
                     "FILE_TOKEN": "cbtest-file-" + secrets.token_hex(16),
-                    "ANTHROPIC_API_KEY": "sk-ant-cbtest-" + secrets.token_hex(16)}  # fmt: skip
+                    "ANTHROPIC_API_KEY": "sk-ant-cbtest-" + secrets.token_hex(16)}
         s.write("file-token.txt", cls.real["FILE_TOKEN"] + "\n", mode=0o600)
         cls.workspace = ws = os.path.join(s.dir, "ws")
         os.makedirs(ws)
@@ -134,15 +134,15 @@ class SecretsAndDlpInABottle(unittest.TestCase):
                 "FILE_TOKEN": {"from_file": "file-token.txt",
                                "inject": {"hosts": [cls.bound], "header": "X-File-Token"}},
             },
-        })  # fmt: skip
+        })
         cls.env = support.launcher_env(CB_ITEST_TOKEN=cls.real["TEST_TOKEN"],
-                                       ANTHROPIC_API_KEY=cls.real["ANTHROPIC_API_KEY"])  # fmt: skip
+                                       ANTHROPIC_API_KEY=cls.real["ANTHROPIC_API_KEY"])
         cls.out, cls.err = open(os.path.join(s.dir, "stdout"), "w+b"), open(os.path.join(s.dir, "stderr"), "w+b")
         cls.launcher = subprocess.Popen(
             [sys.executable, "-m", "claude_bottle", "start", manifest, "--", "python3", "/workspace/secrets_probe.py",
              cls.bound, cls.other],
             stdin=subprocess.DEVNULL, stdout=cls.out, stderr=cls.err, env=cls.env, cwd=support.REPO,
-        )  # fmt: skip
+        )
         done = os.path.join(ws, "probe-done")
         launcher = cls.launcher
         support.wait_for(lambda: os.path.exists(done) or launcher.poll() is not None, 300, "the probe")
@@ -169,7 +169,7 @@ class SecretsAndDlpInABottle(unittest.TestCase):
     @classmethod
     def container(cls, role: str) -> str:
         ids = support.sh(["docker", "ps", "-q", "--filter", f"label={LABEL}.bottle={cls.bottle}",
-                          "--filter", f"label={LABEL}.role={role}"]).stdout.split()  # fmt: skip
+                          "--filter", f"label={LABEL}.role={role}"]).stdout.split()
         assert len(ids) == 1, (role, ids)
         return ids[0]
 
@@ -178,13 +178,13 @@ class SecretsAndDlpInABottle(unittest.TestCase):
         """Everything the test looks at while the bottle is up."""
         agent, bundle = cls.container("agent"), cls.container("bundle")
         cls.inspect = {role: support.sh(["docker", "inspect", cid]).stdout for role, cid in
-                       (("agent", agent), ("bundle", bundle))}  # fmt: skip
+                       (("agent", agent), ("bundle", bundle))}
         user = json.loads(cls.inspect["agent"])[0]["Config"]["User"]
         found = support.sh(["docker", "exec", "-i", "-u", user, agent, "python3", "-c", FIND_VALUES],
-                           input=json.dumps(list(cls.real.values())), timeout=300)  # fmt: skip
+                           input=json.dumps(list(cls.real.values())), timeout=300)
         cls.agent_scan = json.loads(found.stdout)
         cls.secrets_file = support.sh(["docker", "exec", bundle, "stat", "-c", "%a %u %U",
-                                       "/etc/claude-bottle/secrets.json"]).stdout.strip()  # fmt: skip
+                                       "/etc/claude-bottle/secrets.json"]).stdout.strip()
         logs = [sys.executable, "-m", "claude_bottle", "logs", cls.bottle]
         cls.logs_json = support.sh([*logs, "--json"], env=cls.env, cwd=support.REPO).stdout
         cls.logs_text = support.sh(logs, env=cls.env, cwd=support.REPO).stdout
@@ -203,7 +203,7 @@ class SecretsAndDlpInABottle(unittest.TestCase):
         finally:
             if hasattr(cls, "bottle"):
                 support.sh([sys.executable, "-m", "claude_bottle", "cleanup", cls.bottle, "--force"],
-                           env=support.launcher_env(), cwd=support.REPO, check=False)  # fmt: skip
+                           env=support.launcher_env(), cwd=support.REPO, check=False)
             for handle in (getattr(cls, "out", None), getattr(cls, "err", None)):
                 if handle is not None:
                     handle.close()
@@ -235,7 +235,7 @@ class SecretsAndDlpInABottle(unittest.TestCase):
     def test_placeholders_elsewhere_are_blocked(self) -> None:
         for key, fragment in (("other_host", "may only be sent in header authorization"),
                               ("plain_http", "over plain HTTP"), ("in_url", "placeholder for secret TEST_TOKEN"),
-                              ("wrong_header", "may only be sent in header authorization")):  # fmt: skip
+                              ("wrong_header", "may only be sent in header authorization")):
             with self.subTest(key):
                 self.assertEqual(self.r(key)["status"], 403, self.r(key))
                 self.assertIn("claude-bottle: blocked: ", str(self.r(key)["body"]))
@@ -295,11 +295,11 @@ class SecretsAndDlpInABottle(unittest.TestCase):
         self.assertEqual(self.rc, 0, self._output())
         self.assert_no_real_value(self.stderr, "the launcher's stderr")
         self.assertRegex(self.stderr, r"claude-bottle: session [0-9a-f]{8}: \d+ requests allowed, \d+ blocked, "
-                                      r"3 secret injections")  # fmt: skip
+                                      r"3 secret injections")
         self.assertRegex(self.stderr, rf"injected +2x +TEST_TOKEN +-> {self.bound}")
         self.assertRegex(self.stderr, rf"injected +1x +FILE_TOKEN +-> {self.bound}")
         self.assertRegex(self.stderr, rf"blocked +1x +{self.bound} +secret detected by gitleaks: "
-                                      r"[a-z, -]*aws-access-token")  # fmt: skip
+                                      r"[a-z, -]*aws-access-token")
         self.assertRegex(self.stderr, rf"blocked +\dx +{self.other} +placeholder for secret TEST_TOKEN")
         sessions = os.path.join(support.state_home(), "claude-bottle", "sessions")
         saved = [f for f in os.listdir(sessions) if f.startswith(self.bottle + "-")]
@@ -316,7 +316,7 @@ class SecretsAndDlpInABottle(unittest.TestCase):
         # The bottle is gone, and `logs` falls back to what was saved.
         self.assertEqual(support.labelled(self.bottle), [])
         after = support.sh([sys.executable, "-m", "claude_bottle", "logs", self.bottle, "--json"], env=self.env,
-                           cwd=support.REPO)  # fmt: skip
+                           cwd=support.REPO)
         self.assertEqual(after.stdout, text)
         self.assertIn("is not running; showing the log saved in", after.stderr)
 

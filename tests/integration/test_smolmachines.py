@@ -87,7 +87,7 @@ class SmolmachinesStartTest(unittest.TestCase):
         self.image = _run(sys.executable, "-m", "claude_bottle", "build", "--print-tag").stdout.strip()
         present = _run("docker", "image", "inspect", self.image).returncode == 0
         self.need(present, f"sidecars image {self.image} is missing: run .ci/build-images (or set "
-                           "CLAUDE_BOTTLE_SIDECARS_IMAGE to a built one)")  # fmt: skip
+                           "CLAUDE_BOTTLE_SIDECARS_IMAGE to a built one)")
         self.name = f"it-smol-{secrets.token_hex(3)}"
         self.label = f"{LABEL}.bottle={self.name}"
         self.folder = tempfile.mkdtemp(prefix="claude-bottle-it-")
@@ -99,13 +99,13 @@ class SmolmachinesStartTest(unittest.TestCase):
         os.mkdir(self.workspace)
         env = fakes.smolvm_env(self.fake_state)
         overrides = {"PATH": env["PATH"], "FAKE_SMOLVM_STATE": self.fake_state, "XDG_STATE_HOME": self.state,
-                     "CLAUDE_BOTTLE_SIDECARS_IMAGE": self.image}  # fmt: skip
+                     "CLAUDE_BOTTLE_SIDECARS_IMAGE": self.image}
         if not support.pipelock_in_bundle():  # a machine without a hand-built pipelock; mitmdump still gates
             overrides["CLAUDE_BOTTLE_ALLOW_NO_PIPELOCK"] = "1"
         patches = [
             mock.patch.dict(os.environ, overrides),
             mock.patch.object(smolvm, "check_hypervisor"),  # the fake needs no KVM
-        ]  # fmt: skip
+        ]
         for patch in patches:
             patch.start()
             self.addCleanup(patch.stop)
@@ -114,7 +114,7 @@ class SmolmachinesStartTest(unittest.TestCase):
             json.dump({"version": 1, "name": self.name, "runtime": "smolmachines", "workspace": "ws",
                        # The fake never runs the image; any local image gives the artifact cache an id.
                        "agent": {"image": self.image, "command": ["python3", "-c", PROBE]},
-                       "egress": {"allow": ["allowed.example"]}}, handle)  # fmt: skip
+                       "egress": {"allow": ["allowed.example"]}}, handle)
 
     def start(self, *extra: str) -> tuple[int, str]:
         stderr = io.StringIO()
@@ -129,7 +129,7 @@ class SmolmachinesStartTest(unittest.TestCase):
         self.assertEqual(fakes.smolvm_machines(self.fake_state), [])
         # The artifact cache and the sessions' audit logs stay; nothing else does.
         self.assertEqual(sorted(os.listdir(os.path.join(self.state, "claude-bottle"))),
-                         sorted([paths.SMOLVM_CACHE_DIR, paths.SESSIONS_DIR]))  # fmt: skip
+                         sorted([paths.SMOLVM_CACHE_DIR, paths.SESSIONS_DIR]))
 
     def test_start_runs_the_agent_against_the_bundle_and_removes_everything(self) -> None:
         code, stderr = self.start()
@@ -144,7 +144,7 @@ class SmolmachinesStartTest(unittest.TestCase):
                          {"PATH", "HOME", "CLAUDE_BOTTLE", "CLAUDE_BOTTLE_SESSION", "SSL_CERT_FILE",
                           "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "GIT_SSL_CAINFO", "CURL_CA_BUNDLE",
                           "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                          "all_proxy"})  # fmt: skip
+                          "all_proxy"})
         self.assertEqual(result["blocked_host"][0], 403)
         self.assertIn("claude-bottle: blocked: host not in allowlist", result["blocked_host"][1])
         self.assertEqual(result["blocked_port"][0], 403)
@@ -177,7 +177,7 @@ class SmolmachinesStartTest(unittest.TestCase):
                      "--subnet", first, f"{self.name}-clash")
         self.need(clash.returncode == 0, f"could not create a network on {first}: {clash.stderr.strip()}")
         code, stderr = self.start("--", "python3", "-c",
-                                  "import os; open('proxy.txt', 'w').write(os.environ['HTTPS_PROXY'])")  # fmt: skip
+                                  "import os; open('proxy.txt', 'w').write(os.environ['HTTPS_PROXY'])")
         self.assertEqual(code, 0, stderr)
         self.assertIn(f"{first} is taken by a Docker network or host route", stderr)
         with open(os.path.join(self.workspace, "proxy.txt"), encoding="utf-8") as handle:

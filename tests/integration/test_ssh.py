@@ -93,7 +93,7 @@ class _SshBottle(unittest.TestCase):
         for _ in range(8):  # a random 100.64.x.0/24; another network may hold one already
             third = random.randint(1, 254)
             made = support.sh(["docker", "network", "create", "--label", s.label, "--subnet", f"100.64.{third}.0/24",
-                               name], check=False)  # fmt: skip
+                               name], check=False)
             if made.returncode == 0:
                 return name, f"100.64.{third}"
         raise AssertionError(f"no free 100.64.x.0/24 for a test network: {made.stderr.strip()}")
@@ -105,9 +105,9 @@ class _SshBottle(unittest.TestCase):
         support.sh(argv + (["--ip", ip] if ip else []) + [SSHD_IMAGE])
         with open(host_key, "rb") as key, open(client_pub, "rb") as pub:
             files = {"etc/ssh/ssh_host_ed25519_key": (key.read(), 0o600),
-                     "etc/ssh/authorized_keys/git": (pub.read(), 0o644)}  # fmt: skip
+                     "etc/ssh/authorized_keys/git": (pub.read(), 0o644)}
         copied = subprocess.run(docker_argv.copy_in(name, "/"), input=docker_argv.tar_of(files), capture_output=True,
-                                timeout=60)  # fmt: skip
+                                timeout=60)
         if copied.returncode != 0:
             raise AssertionError(f"copying keys into {name} failed: {copied.stderr.decode(errors='replace')}")
         support.sh(["docker", "start", name])
@@ -124,13 +124,13 @@ class _SshBottle(unittest.TestCase):
             support.sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", os.path.join(keys, name)])
         client = os.path.join(keys, "client")
         allowed = cls._sshd(s, net, f"{prefix}.10" if prefix else None, os.path.join(keys, "host-allowed"),
-                            client + ".pub")  # fmt: skip
+                            client + ".pub")
         other = cls._sshd(s, net, f"{prefix}.11" if prefix else None, os.path.join(keys, "host-other"), client + ".pub")
         cls.allowed, cls.allowed_ip, cls.other_ip = allowed, s.ip(allowed, net), s.ip(other, net)
         support.sh(["docker", "exec", "-u", "git", allowed, "sh", "-ec",
                     "git init -q --bare -b main /srv/repo.git; git clone -q /srv/repo.git /tmp/w 2>/dev/null; "
                     "cd /tmp/w; echo 'hello from the far side' > README; git add README; "
-                    "git -c user.name=far -c user.email=far@example.invalid commit -qm init; git push -q origin main"])  # fmt: skip
+                    "git -c user.name=far -c user.email=far@example.invalid commit -qm init; git push -q origin main"])
         known = ""
         for ip, key in ((cls.allowed_ip, "host-allowed"), (cls.other_ip, "host-other")):
             with open(os.path.join(keys, key + ".pub")) as handle:
@@ -158,7 +158,7 @@ class _SshBottle(unittest.TestCase):
         sock = os.path.join(agent_dir, "agent.sock")
         runs_as = as_user(cls.agent_uid, cls.agent_uid) if cls.agent_uid != os.geteuid() else []
         cls.agent_proc = subprocess.Popen([*runs_as, "ssh-agent", "-D", "-a", sock],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         support.wait_for(lambda: os.path.exists(sock), 10, "ssh-agent's socket")
         support.sh(["ssh-add", "-q", client], env={**os.environ, "SSH_AUTH_SOCK": sock})
         cls.client_fingerprint = support.sh(["ssh-keygen", "-l", "-f", client + ".pub"]).stdout.split()[1]
@@ -175,14 +175,14 @@ class _SshBottle(unittest.TestCase):
             "agent": {"image": support.AGENT_TEST_IMAGE},
             "egress": {"allow": [f"ssh://{cls.allowed_ip}"], "network": net},
             "ssh": {"agent": "forward", "known_hosts": "known_hosts"},
-        })  # fmt: skip
+        })
         env = support.launcher_env(SSH_AUTH_SOCK=sock, HOME=home)
         cwd = support.REPO
         if prefix_argv:
             # The checkout may sit in a directory only we can read (a `mktemp -d` clone): the other user
             # runs a copy of the package from the scratch directory, which it can read.
             shutil.copytree(os.path.join(support.REPO, "claude_bottle"), os.path.join(s.dir, "pkg", "claude_bottle"),
-                            ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+                            ignore=shutil.ignore_patterns("__pycache__"))
             for root, dirs, files in os.walk(os.path.join(s.dir, "pkg")):
                 for name in dirs:
                     os.chmod(os.path.join(root, name), 0o755)
@@ -194,7 +194,7 @@ class _SshBottle(unittest.TestCase):
             [*prefix_argv, sys.executable, "-m", "claude_bottle", "start", manifest, "--",
              "python3", "/workspace/ssh_probe.py", cls.allowed_ip, cls.other_ip],
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=400, env=env, cwd=cwd,
-        )  # fmt: skip
+        )
         cls.results = support.probe_result(cls.launched)
 
     def r(self, key: str) -> dict[str, object]:
@@ -230,7 +230,7 @@ class _SshBottle(unittest.TestCase):
     def test_git_push_over_ssh_reaches_the_server(self) -> None:
         self.assertEqual(self.r("push")["rc"], 0, self.r("push"))
         log = support.sh(["docker", "exec", "-u", "git", self.allowed, "git", "-C", "/srv/repo.git", "log",
-                          "--format=%s", "main"]).stdout  # fmt: skip
+                          "--format=%s", "main"]).stdout
         self.assertEqual(log.split("\n")[0], "pushed from the bottle")
 
     def test_another_port_of_the_allowed_host_is_refused_by_the_bundle(self) -> None:
@@ -252,7 +252,7 @@ class _SshBottle(unittest.TestCase):
         # sshd sends its banner without waiting for the client. Through mitmdump alone (the bundle here
         # has no pipelock) the greeting arrives; pipelock's SNI check would hold it (see the README).
         self.assertTrue(str(self.r("server_speaks_first")["out"]).startswith("SSH-2.0-OpenSSH"),
-                        self.r("server_speaks_first"))  # fmt: skip
+                        self.r("server_speaks_first"))
 
     def test_agent_runs_as_the_expected_uid(self) -> None:
         self.assertEqual(self.results["uid"], self.agent_uid)

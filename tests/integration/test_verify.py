@@ -100,7 +100,7 @@ class VerifyBothWays(unittest.TestCase):
         inet = s.network(support.unique_name("cbtest-vinet"), "--internal")
         v6 = f"fd{secrets.token_hex(1)}:{secrets.token_hex(2)}:{secrets.token_hex(2)}:1::/64"
         cls.hole = s.network(support.unique_name("cbtest-vhole"), "--internal", "--ipv6", "--subnet", v6,
-                             "--opt", "com.docker.network.bridge.inhibit_ipv4=true")  # fmt: skip
+                             "--opt", "com.docker.network.bridge.inhibit_ipv4=true")
         shutil.copy(os.path.join(FILES, "upstream.py"), s.dir)
         os.chmod(s.dir, 0o755)
         common = ["--network", inet, "--user", "0", "-v", f"{s.dir}:/srv:ro", support.AGENT_TEST_IMAGE]
@@ -110,10 +110,10 @@ class VerifyBothWays(unittest.TestCase):
         cls.allowed, cls.quiet = s.ip(allowed, inet), s.ip(quiet, inet)
         ca, _, _ = support.make_tls(s, cls.allowed)
         support.sh(["docker", "exec", "-d", allowed, "python3", "/srv/upstream.py", "allowed", "80", "443",
-                    "/srv/srv.pem", "/srv/srv.key"])  # fmt: skip
+                    "/srv/srv.pem", "/srv/srv.key"])
         cls.outside_name = support.unique_name("outside") + ".verify.test"
         outside = s.container(support.unique_name("cbtest-voutside"), "--network", cls.hole, "--network-alias",
-                              cls.outside_name, support.AGENT_TEST_IMAGE, "python3", "-c", OUTSIDE_SERVER)  # fmt: skip
+                              cls.outside_name, support.AGENT_TEST_IMAGE, "python3", "-c", OUTSIDE_SERVER)
         support.wait_for(lambda: "outside ready" in support.sh(["docker", "logs", outside]).stdout, 30, "the outside")
         fmt = "{{json .NetworkSettings.Networks}}"
         nets = json.loads(support.sh(["docker", "inspect", "--format", fmt, outside]).stdout)
@@ -125,7 +125,7 @@ class VerifyBothWays(unittest.TestCase):
             # Bound to QUIET, so the placeholder's wrong host is ALLOWED, which answers HTTPS.
             "secrets": {"TEST_TOKEN": {"from_env": "TEST_TOKEN",
                                        "inject": {"hosts": [cls.quiet], "header": "authorization"}}},
-        })  # fmt: skip
+        })
         cls.sound = cls.verify()
         bin_dir = os.path.join(s.dir, "bin")
         os.makedirs(bin_dir)
@@ -144,7 +144,7 @@ class VerifyBothWays(unittest.TestCase):
              "--outside", cls.outside, "--outside6", cls.outside6, "--outside-name", cls.outside_name],
             capture_output=True, text=True, timeout=600, cwd=support.REPO,
             env=support.launcher_env(TEST_TOKEN="cbtest-verify-" + secrets.token_hex(8), **env),
-        )  # fmt: skip
+        )
 
     @classmethod
     def tearDownClass(cls) -> None:
@@ -155,7 +155,7 @@ class VerifyBothWays(unittest.TestCase):
             doc = json.loads(run.stdout)
         except ValueError:
             raise AssertionError(f"no JSON report; rc={run.returncode}\nstdout:\n{run.stdout[-3000:]}\n"
-                                 f"stderr:\n{run.stderr[-3000:]}") from None  # fmt: skip
+                                 f"stderr:\n{run.stderr[-3000:]}") from None
         assert isinstance(doc, dict)
         return doc
 
@@ -196,7 +196,7 @@ class VerifyBothWays(unittest.TestCase):
         failed = {(c["check"], c["target"]) for c in doc["checks"] if c["failed"]}
         expected = {("direct TCP", f"{self.outside}:443"), ("direct TCP", f"{self.outside}:80"),
                     ("direct UDP (a DNS query)", f"{self.outside}:53"), ("ICMP echo", self.outside),
-                    ("DNS lookup", self.outside_name), ("IPv6", f"[{self.outside6}]:443")}  # fmt: skip
+                    ("DNS lookup", self.outside_name), ("IPv6", f"[{self.outside6}]:443")}
         icmp = by_check(doc)["ICMP echo"][0]
         if "ping socket: socket: EACCES" in icmp["detail"]:  # an engine that keeps ping sockets closed
             expected.discard(("ICMP echo", self.outside))

@@ -47,7 +47,7 @@ class SubnetTest(unittest.TestCase):
         n = _start("demo")
         want = n if n != 17 else 18
         self.assertEqual(smolmachines_bundle_subnet("demo"), (f"192.168.{want}.0/24", f"192.168.{want}.1",
-                                                              f"192.168.{want}.2"))  # fmt: skip
+                                                              f"192.168.{want}.2"))
 
     def test_spread(self) -> None:
         thirds = {_third(smolmachines_bundle_subnet(s)[0]) for s in SLUGS}

@@ -10,7 +10,7 @@ import unittest
 from claude_bottle import agents, egress, manifest, plan
 
 AGENT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                         "claude_bottle", "agent")  # fmt: skip
+                         "claude_bottle", "agent")
 
 
 class KindsTest(unittest.TestCase):
@@ -34,10 +34,10 @@ class KindsTest(unittest.TestCase):
     def test_the_agents_key_is_a_placeholder_injected_for_its_api_only(self) -> None:
         cases = {"codex": ("OPENAI_API_KEY", "api.openai.com", "authorization"),
                  "gemini": ("GEMINI_API_KEY", "generativelanguage.googleapis.com", "x-goog-api-key"),
-                 "claude": ("CLAUDE_CODE_OAUTH_TOKEN", "api.anthropic.com", "authorization")}  # fmt: skip
+                 "claude": ("CLAUDE_CODE_OAUTH_TOKEN", "api.anthropic.com", "authorization")}
         for name, (var, host, header) in cases.items():
             m = manifest.parse({"name": "demo", "agent": {"kind": name},
-                                "egress": {"allow": [agents.KINDS[name].preset]}}, "/nowhere/m.json")  # fmt: skip
+                                "egress": {"allow": [agents.KINDS[name].preset]}}, "/nowhere/m.json")
             p = plan.build(m, "abcd1234", environ={var: "real-value-never-in-the-plan"}, placeholder_seed="s")
             secret = next(s for s in p.secrets if s.secret.name == var)
             self.assertEqual((secret.secret.hosts, secret.secret.header), ((host,), header))
@@ -73,5 +73,5 @@ class CliTest(unittest.TestCase):
 
         parser = cli.parser()
         build = next(a for a in parser._subparsers._group_actions[0].choices["build"]._actions  # noqa: SLF001
-                     if "--agent" in a.option_strings)  # fmt: skip
+                     if "--agent" in a.option_strings)
         self.assertEqual(set(build.choices), set(agents.KINDS))

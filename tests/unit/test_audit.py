@@ -85,7 +85,7 @@ EXPECTED: list[tuple[tuple[str, str], tuple[str | None, int | None, str | None, 
     (("header_dlp", "X-Token"), ("localhost", 18080, "GET", None, "warn: GitHub Token in header X-Token")),
     (("config_reload", "success"), (None, None, None, None, "config reload success: mode=strict, config 5e21c4d3b7c9")),
     (("shutdown", ""), (None, None, None, None, "signal received")),
-]  # fmt: skip
+]
 
 
 class RecordTest(unittest.TestCase):
@@ -104,7 +104,7 @@ class RecordTest(unittest.TestCase):
                 assert rec is not None
                 self.assertEqual((rec["source"], rec["event"]), ("pipelock", event))
                 self.assertEqual((rec["host"], rec["port"], rec.get("method"), rec.get("kind"), rec["reason"]),
-                                 (host, port, method, kind, reason))  # fmt: skip
+                                 (host, port, method, kind, reason))
                 self.assertEqual(rec["ts"], json.loads(pipelock(event, contains))["time"])
 
     def test_every_kind_in_the_fixture_is_checked(self) -> None:
@@ -122,7 +122,7 @@ class RecordTest(unittest.TestCase):
 
     def test_urls_in_free_text_lose_path_and_query(self) -> None:
         rec = audit.record(addon("failed", host="a.test", port=443, method="GET", kind="upstream",
-                                 reason='Get "https://u:pw@a.test:8443/p/x?token=abc": EOF'))  # fmt: skip
+                                 reason='Get "https://u:pw@a.test:8443/p/x?token=abc": EOF'))
         assert rec is not None
         self.assertEqual(rec["reason"], 'Get "https://a.test:8443": EOF')
 
@@ -135,12 +135,12 @@ class RecordTest(unittest.TestCase):
 
     def test_other_lines_are_ignored(self) -> None:
         for line in ("claude-bottle-supervise: started mitmdump", "", "{not json", "[1, 2]", '{"no": "event"}',
-                     '{"event": 5}'):  # fmt: skip
+                     '{"event": 5}'):
             self.assertIsNone(audit.record(line), line)
 
     def test_known_values_are_masked(self) -> None:
         recs = audit.records([json.dumps({"source": "addon", "event": "blocked", "reason": f"saw {SECRET}",
-                                          "rules": [SECRET]})], {"TOKEN": SECRET})  # fmt: skip
+                                          "rules": [SECRET]})], {"TOKEN": SECRET})
         self.assertEqual(recs[0]["reason"], "saw [TOKEN]")
         self.assertEqual(recs[0]["rules"], ["[TOKEN]"])
 
@@ -179,7 +179,7 @@ class SummaryTest(unittest.TestCase):
             addon("warning", host="api.anthropic.com", port=443, kind="dlp", rules=["github-pat"],
                   reason="secret detected by gitleaks: github-pat (passed: warn mode)"),
             addon("tunnel_open", host="git.test", port=22, kind="tcp", reason="raw tcp passthrough"),
-        ]  # fmt: skip
+        ]
         out = audit.summary(audit.records(lines))
         self.assertEqual(out[0], "3 requests allowed, 3 blocked, 1 secret injection, 1 raw TCP tunnel, 1 DLP warning")
         text = "\n".join(out)
@@ -192,10 +192,10 @@ class SummaryTest(unittest.TestCase):
         # The addon asked pipelock, got its 403 and logged it; pipelock logged the same refusal.
         lines = [addon("blocked", host="evil.test", port=443, method="CONNECT", kind="pipelock",
                        reason="pipelock: domain not in allowlist: evil.test"),
-                 pipelock("blocked", '"target":"evil.test:443"')]  # fmt: skip
+                 pipelock("blocked", '"target":"evil.test:443"')]
         self.assertEqual(audit.summary(audit.records(lines)),
                          ["0 requests allowed, 1 blocked, 0 secret injections",
-                          "  blocked     1x  evil.test  pipelock: domain not in allowlist: evil.test"])  # fmt: skip
+                          "  blocked     1x  evil.test  pipelock: domain not in allowlist: evil.test"])
 
     def test_pipelock_lines_alone_count_nothing(self) -> None:
         recs = audit.records(PIPELOCK_LINES)
@@ -209,11 +209,11 @@ class SummaryTest(unittest.TestCase):
                  addon("failed", host="localhost", port=18999, method="CONNECT", kind="upstream", reason=refused),
                  pipelock("error", '"method":"CONNECT"'),
                  addon("failed", host="gone.test", port=443, method="GET", kind="upstream",
-                       reason="DNS resolution failed")]  # fmt: skip
+                       reason="DNS resolution failed")]
         out = audit.summary(audit.records(lines))
         self.assertEqual(out[0], "1 request allowed, 0 blocked, 0 secret injections, 3 failed")
         self.assertEqual(out[1:], [f"  failed      2x  localhost  {refused}",
-                                   "  failed      1x  gone.test  DNS resolution failed"])  # fmt: skip
+                                   "  failed      1x  gone.test  DNS resolution failed"])
 
     def test_long_lists_are_cut(self) -> None:
         lines = [addon("blocked", host=f"h{i}.test", reason="host not in allowlist") for i in range(20)]
@@ -223,18 +223,18 @@ class SummaryTest(unittest.TestCase):
 
     def test_text_line(self) -> None:
         rec = audit.record(addon("blocked", host="a.test\x1b[2J", port=443, kind="dlp", rules=["aws-access-token"],
-                                 mode="scan", reason="secret detected by gitleaks: aws-access-token"))  # fmt: skip
+                                 mode="scan", reason="secret detected by gitleaks: aws-access-token"))
         assert rec is not None
         line = audit.text_line(rec)
         self.assertNotIn("\x1b", line)
         self.assertRegex(line, r"^\d\d:\d\d:\d\d\.\d{3}  addon    blocked       a.test\?\[2J:443 +secret detected by "
-                               r"gitleaks: aws-access-token  \[rules=aws-access-token dlp=scan\]$")  # fmt: skip
+                               r"gitleaks: aws-access-token  \[rules=aws-access-token dlp=scan\]$")
 
     def test_text_line_of_pipelock_records(self) -> None:
         rec = audit.record(pipelock("blocked", '"target":"[::1]:18022"'))
         assert rec is not None
         self.assertEqual(audit.text_line(rec), "21:46:39      pipelock blocked       [::1]:18022" + " " * 22
-                                               + "domain not in allowlist: ::1")  # fmt: skip
+                                               + "domain not in allowlist: ::1")
         rec = audit.record(pipelock("config_reload"))
         assert rec is not None
         self.assertRegex(audit.text_line(rec), r"^21:46:40      pipelock config_reload -  +config reload success")
@@ -258,7 +258,7 @@ class FinishTest(unittest.TestCase):
 
     def test_saves_and_summarises(self) -> None:
         logs = "\n".join([addon("allowed", host="a.test", port=443), addon("blocked", reason=f"saw {SECRET}"),
-                          "claude-bottle-supervise: started mitmdump"])  # fmt: skip
+                          "claude-bottle-supervise: started mitmdump"])
         runner = answering(0, logs)
         err = self.finish(runner)
         self.assertEqual(runner.calls, [["docker", "logs", self.plan.container("bundle").name]])
@@ -321,10 +321,10 @@ class LogsCommandTest(unittest.TestCase):
     def test_reads_the_newest_running_bundle(self) -> None:
         rows = [("2026-11-27 10:00:00 +0000 UTC", "s1", "id1"), ("2026-11-27 11:00:00 +0000 UTC", "s2", "id2")]
         lines = [addon("injected", host="api.example.com", port=443, secret="TOKEN", reason="header x-api-key"),
-                 "claude-bottle-supervise: noise\n"]  # fmt: skip
+                 "claude-bottle-supervise: noise\n"]
         runner = FakeRunner(lines=[line + "\n" for line in lines])
         with mock.patch.object(logs_cmd, "running_bundles", return_value=rows), \
-                mock.patch.object(logs_cmd, "SubprocessRunner", return_value=runner):  # fmt: skip
+                mock.patch.object(logs_cmd, "SubprocessRunner", return_value=runner):
             code, out, err = self.run_cli("demo", "--follow")
         self.assertEqual(code, 0)
         self.assertEqual(runner.calls, [["docker", "logs", "--follow", "id2"]])

@@ -45,7 +45,7 @@ class FakeGitleaks(unittest.TestCase):
     def test_verdicts(self) -> None:
         self.assertEqual(self.scan(self.fake("sys.exit(0)")), dlp.ScanResult("clean"))
         report = json.dumps([{"RuleID": "github-pat", "Secret": "REDACTED"}, {"RuleID": "aws-access-token"},
-                             {"RuleID": "github-pat"}])  # fmt: skip
+                             {"RuleID": "github-pat"}])
         leak = self.scan(self.fake(f"print({report!r}); sys.exit(99)"))
         self.assertEqual(leak, dlp.ScanResult("leak", ("aws-access-token", "github-pat")))
         failed = dlp.ScanResult("error", reason="gitleaks failed (exit 1)")
@@ -122,7 +122,7 @@ class SwapTest(unittest.TestCase):
             swapped = dlp.swap(value, PH, REAL)
             self.assertEqual(base64.b64decode(swapped.split()[1]), f"x-access-token:{REAL}".encode())
         self.assertEqual(dlp.swap("Basic " + base64.b64encode(b"u:p").decode(), PH, REAL),
-                         "Basic " + base64.b64encode(b"u:p").decode())  # fmt: skip
+                         "Basic " + base64.b64encode(b"u:p").decode())
         self.assertEqual(dlp.swap("Basic !!!", PH, REAL), "Basic !!!")
 
     def test_header_views(self) -> None:
@@ -135,7 +135,7 @@ class ScanTextTest(unittest.TestCase):
     def test_everything_is_there_and_placeholders_are_masked(self) -> None:
         basic = b"Basic " + base64.b64encode(b"u:" + PH.encode())
         text = dlp.scan_text(f"https://h.example/p?q={PH}", [(b"authorization", basic), (b"x-a", b"1")],
-                             b"body " + PH.encode(), [PH.encode()])  # fmt: skip
+                             b"body " + PH.encode(), [PH.encode()])
         self.assertNotIn(PH.encode(), text)
         self.assertIn(b"https://h.example/p?q=" + dlp.MASK, text)
         self.assertIn(b"authorization: u:" + dlp.MASK, text)
@@ -183,7 +183,7 @@ class EncodedFormsTest(unittest.TestCase):
         self.assertEqual(found, [(token, base64.b64encode(f"x-access-token:{PH}".encode()))])
         echo = b'{"you sent": "' + sent.encode() + b'"}'
         self.assertEqual(dlp.scrub(echo, dlp.response_pairs(self.pairs, [sent.encode()])),
-                         echo.replace(token, found[0][1]))  # fmt: skip
+                         echo.replace(token, found[0][1]))
         self.assertEqual(dlp.basic_pairs([b"Basic " + base64.b64encode(b"u:other")], self.pairs), [])
 
     def test_base64_of_any_text_holding_the_value_is_scrubbed_at_every_alignment(self) -> None:
@@ -228,7 +228,7 @@ class ResponseStreamTest(unittest.TestCase):
     def test_compressed_streams_are_decoded_and_scrubbed_wherever_they_are_cut(self) -> None:
         expected = dlp.scrub(self.plain, self.pairs)
         bodies = {"gzip": gzip.compress(self.plain), "x-gzip": gzip.compress(self.plain),
-                  "deflate": zlib.compress(self.plain)}  # fmt: skip
+                  "deflate": zlib.compress(self.plain)}
         raw = zlib.compressobj(wbits=-15)
         bodies["deflate (raw)"] = raw.compress(self.plain) + raw.flush()
         for coding, body in bodies.items():

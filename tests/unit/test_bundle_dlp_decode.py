@@ -73,7 +73,7 @@ class DecodeBodyTest(unittest.TestCase):
     def test_corrupt_or_cut_off_data_raises(self) -> None:
         whole = gzip.compress(os.urandom(2000))
         cases = [("cut", whole[:-10], "gzip"), ("header only", whole[:10], "gzip"),
-                 ("garbage", b"not gzip at all", "gzip"), ("bad deflate", b"\xff" * 20, "deflate")]  # fmt: skip
+                 ("garbage", b"not gzip at all", "gzip"), ("bad deflate", b"\xff" * 20, "deflate")]
         for label, raw, coding in cases:
             with self.subTest(label), self.assertRaises(ValueError):
                 dlp.decode_body(raw, coding)
@@ -138,7 +138,7 @@ class WebSocketKeyTest(unittest.TestCase):
             "no padding": key[:22],
             "spaces": b" " + key,
             "token": github_token().encode(),
-        }.items():  # fmt: skip
+        }.items():
             with self.subTest(label):
                 self.assertIsNone(dlp.websocket_key_views(value))
 
@@ -181,7 +181,7 @@ class RealGitleaksHeadersTest(unittest.TestCase):
             key = base64.b64encode(os.urandom(16))
             headers = [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"), (b"Sec-WebSocket-Key", key),
                        (b"Sec-WebSocket-Version", b"13"),
-                       (b"Sec-WebSocket-Extensions", b"permessage-deflate")]  # fmt: skip
+                       (b"Sec-WebSocket-Extensions", b"permessage-deflate")]
             self.assertEqual(self.scan(headers).verdict, "clean", key)
 
     def test_a_token_split_over_two_lines_of_one_header_is_found(self) -> None:

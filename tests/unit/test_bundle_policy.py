@@ -324,7 +324,7 @@ class SecretsPolicyTest(unittest.TestCase):
     def test_secrets_load(self) -> None:
         p = load(secrets=SECRETS)
         self.assertEqual(p.secrets[0], policy.Secret("TOKEN", PH, frozenset({"api.example.com", "api.example.net"}),
-                                                     "authorization"))  # fmt: skip
+                                                     "authorization"))
         self.assertEqual(load().secrets, ())
 
     def test_bad_secrets(self) -> None:
@@ -355,7 +355,7 @@ class SecretsPolicyTest(unittest.TestCase):
         self.assertEqual(values, {"TOKEN": "t0k", "OTHER": "0th"})
         for data in ({"version": 1, "values": {"TOKEN": "t0k"}}, {"version": 1, "values": {"TOKEN": "", "OTHER": "o"}},
                      {"version": 1, "values": {"TOKEN": "a\nb", "OTHER": "o"}}, {"values": {}}, [],
-                     {"version": 1, "values": []}):  # fmt: skip
+                     {"version": 1, "values": []}):
             with self.subTest(data=data), self.assertRaises(ValueError) as cm:
                 policy.load_secret_values(data, p)
             self.assertNotIn("a\nb", str(cm.exception))
@@ -365,7 +365,7 @@ class SecretsPolicyTest(unittest.TestCase):
         ok = [("api.example.com", "https", f"Bearer {PH}", "authorization"),
               ("API.EXAMPLE.NET.", "https", PH, "authorization"),
               ("api.example.com", "https", PH2, "x-api-key"),
-              ("evil.example", "https", "no placeholder here", "authorization")]  # fmt: skip
+              ("evil.example", "https", "no placeholder here", "authorization")]
         for case in ok:
             self.assertIsNone(policy.misplaced_placeholder(p, *case), case)
         bad = [("evil.example", "https", PH, "authorization", "TOKEN"),
@@ -373,7 +373,7 @@ class SecretsPolicyTest(unittest.TestCase):
                ("api.example.com", "https", PH, "x-api-key", "TOKEN"),
                ("api.example.com", "https", PH2, "authorization", "OTHER"),
                ("api.example.com", "https", f"/v1?k={PH}", None, "TOKEN"),
-               ("api.example.net", "https", PH2, "x-api-key", "OTHER")]  # fmt: skip
+               ("api.example.net", "https", PH2, "x-api-key", "OTHER")]
         for host, scheme, where, header, name in bad:
             found = policy.misplaced_placeholder(p, host, scheme, where, header)
             self.assertEqual(found.name if found else None, name, (host, scheme, where, header))
@@ -382,7 +382,7 @@ class SecretsPolicyTest(unittest.TestCase):
         secret = load(secrets=SECRETS).secrets[0]
         self.assertEqual(policy.placeholder_rule(secret, "evil.example", "https"),
                          "placeholder for secret TOKEN may only be sent in header authorization to "
-                         "api.example.com, api.example.net")  # fmt: skip
+                         "api.example.com, api.example.net")
         self.assertEqual(policy.placeholder_rule(secret, "api.example.com", "http"),
                          "placeholder for secret TOKEN sent over plain HTTP; it is only swapped in over HTTPS")
 
@@ -398,11 +398,11 @@ class DlpPolicyTest(unittest.TestCase):
             {"host": "example.org", "wildcard": True, "mode": "skip"},
             {"host": "deep.example.org", "wildcard": True, "mode": "warn"},
             {"host": "www.example.org", "wildcard": False, "mode": "scan"},
-        ]}).dlp  # fmt: skip
+        ]}).dlp
         cases = {"api.anthropic.com": "warn", "API.Anthropic.com.": "warn", "x.api.anthropic.com": "scan",
                  "example.org": "skip", "a.example.org": "skip", "a.deep.example.org": "warn",
                  "deep.example.org": "warn", "www.example.org": "scan", "other.test": "scan",
-                 "bad host": "scan"}  # fmt: skip
+                 "bad host": "scan"}
         for host, mode in cases.items():
             self.assertEqual(d.mode(host), mode, host)
 
@@ -413,7 +413,7 @@ class DlpPolicyTest(unittest.TestCase):
                     {"default": "scan", "hosts": [{"host": "a.test", "wildcard": 1, "mode": "scan"}]},
                     {"default": "scan", "hosts": [{"host": "a b", "wildcard": False, "mode": "scan"}]},
                     {"default": "scan", "hosts": [{"host": "a.test", "wildcard": False, "mode": "off"}]},
-                    "scan"):  # fmt: skip
+                    "scan"):
             with self.subTest(dlp=dlp), self.assertRaises(ValueError):
                 load(dlp=dlp)
 
@@ -421,7 +421,7 @@ class DlpPolicyTest(unittest.TestCase):
 class NewLogFieldsTest(unittest.TestCase):
     def test_injected_and_warning_events(self) -> None:
         rec = json.loads(policy.log_line("injected", host="api.example.com", port=443, secret="TOKEN",
-                                         reason="header authorization"))  # fmt: skip
+                                         reason="header authorization"))
         self.assertEqual((rec["event"], rec["secret"]), ("injected", "TOKEN"))
         rec = json.loads(policy.log_line("warning", kind="dlp", rules=["aws-access-token"], mode="warn"))
         self.assertEqual(rec["rules"], ["aws-access-token"])
@@ -429,7 +429,7 @@ class NewLogFieldsTest(unittest.TestCase):
     def test_fields_that_could_carry_a_value_are_refused(self) -> None:
         for fields in ({"secret": "sk-ant-api03 with spaces"}, {"secret": "a-b"}, {"rules": "aws-access-token"},
                        {"rules": ["has space"]}, {"rules": [{"Secret": "x"}]}, {"value": "x"},
-                       {"match": "x"}):  # fmt: skip
+                       {"match": "x"}):
             with self.subTest(fields=fields), self.assertRaises(ValueError):
                 policy.log_line("blocked", **fields)
 

@@ -35,7 +35,7 @@ class GoTest(unittest.TestCase):
     def go(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "GOFLAGS": "-mod=readonly", "CGO_ENABLED": "0"}
         return subprocess.run([GO or "go", *args], cwd=SCANNER_SRC, env=env, capture_output=True, text=True,
-                              timeout=timeout)  # fmt: skip
+                              timeout=timeout)
 
     def test_go_test(self) -> None:
         print("scanner: go mod download + go test ./... (the first run compiles gitleaks)", file=sys.stderr, flush=True)
@@ -55,10 +55,10 @@ class ParseReplyTest(unittest.TestCase):
     def test_verdicts(self) -> None:
         self.assertEqual(dlp.parse_reply(b'{"rules":[]}'), dlp.ScanResult("clean"))
         self.assertEqual(dlp.parse_reply(b'{"rules":["github-pat","aws-access-token","github-pat"]}'),
-                         dlp.ScanResult("leak", ("aws-access-token", "github-pat")))  # fmt: skip
+                         dlp.ScanResult("leak", ("aws-access-token", "github-pat")))
         self.assertEqual(dlp.parse_reply(b'{"rules":["<>"]}'), dlp.ScanResult("leak", ("unnamed-rule",)))
         self.assertEqual(dlp.parse_reply(b'{"error":"scan timed out after 10s"}'),
-                         dlp.ScanResult("error", reason="scanner: scan timed out after 10s"))  # fmt: skip
+                         dlp.ScanResult("error", reason="scanner: scan timed out after 10s"))
 
     def test_anything_else_is_an_error(self) -> None:
         for payload in (b"", b"garbage", b"[]", b'{"rules": "x"}', b'{}', b"\xff\xfe"):

@@ -46,7 +46,7 @@ class CliCase(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.dir, True)
         # Keep any state path the code computes inside our temporary directory.
         env = mock.patch.dict(os.environ, {"HOME": os.path.join(self.dir, "home"),
-                                           "XDG_STATE_HOME": os.path.join(self.dir, "state")})  # fmt: skip
+                                           "XDG_STATE_HOME": os.path.join(self.dir, "state")})
         env.start()
         self.addCleanup(env.stop)
 
@@ -129,7 +129,7 @@ class DryRunTest(CliCase):
         self.assertTrue(out.startswith("bottle minimal  (runtime docker, session "), out)
         for fragment in ("manifest", MINIMAL, "proxy", "http://bundle:8080", "egress (host: ports)",
                          "api.anthropic.com", "80, 443", "would create", "(internal)", "(bundle)",
-                         "(agent)"):  # fmt: skip
+                         "(agent)"):
             self.assertIn(fragment, out)
         self.assertTrue(out.endswith("\n"))
         code2, out2, _ = _run(["start", "--dry-run", "--format=text", MINIMAL])
@@ -206,7 +206,7 @@ class ValidateTest(CliCase):
         self.assertEqual((code, out), (2, ""))
         line = self.assertOneLineError(err)
         self.assertEqual(line, f"claude-bottle: error: {path}: egress.allow[1]: '*' would allow every host; "
-                               "name the hosts instead")  # fmt: skip
+                               "name the hosts instead")
 
 
 class BadInputTest(CliCase):
@@ -231,7 +231,7 @@ class BadInputTest(CliCase):
         for label, raw in self.BAD.items():
             path = self.write(raw=raw, name=f"{label}.json")
             for argv in (["start", "--dry-run", path], ["start", "--dry-run", "--format=json", path],
-                         ["validate", path]):  # fmt: skip
+                         ["validate", path]):
                 with self.subTest(label=label, argv=argv[:-1]):
                     code, out, err = _run(argv)
                     self.assertEqual(code, 2)
@@ -295,7 +295,7 @@ class UsageErrorTest(CliCase):
     def test_unknown_flags(self) -> None:
         for argv in (["--bogus"], ["start", "--bogus", MINIMAL], ["start", "--dry-run", MINIMAL, "--bogus"],
                      ["validate", MINIMAL, "--bogus"], ["bogus"], ["start", "--format=yaml", MINIMAL],
-                     ["start"], ["validate"], ["cleanup"], ["cleanup", "x", "--all"]):  # fmt: skip
+                     ["start"], ["validate"], ["cleanup"], ["cleanup", "x", "--all"]):
             with self.subTest(argv=argv):
                 code, out, err = _run(argv)
                 self.assertEqual(code, 2)
@@ -327,7 +327,7 @@ class SubprocessTest(unittest.TestCase):
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "claude_bottle", *args], cwd=REPO, env=self.env,
-                              capture_output=True, text=True, timeout=30)  # fmt: skip
+                              capture_output=True, text=True, timeout=30)
 
     def test_dry_run_json(self) -> None:
         before = _tree(self.dir)
@@ -349,7 +349,7 @@ class SubprocessTest(unittest.TestCase):
             self.assertEqual(proc.returncode, 0, proc.stderr)
         self.assertEqual(_tree(self.dir), before)
         self.assertTrue(json.loads(self._run("start", "--dry-run", "--format=json", manifest_path).stdout)
-                        ["smolfile_path"].startswith(self.state))  # fmt: skip
+                        ["smolfile_path"].startswith(self.state))
 
     def test_bad_manifest_exit_2_one_line(self) -> None:
         path = os.path.join(self.dir, "bad.json")

@@ -279,7 +279,7 @@ class RejectionTest(unittest.TestCase):
             "ex\u00e4mple.com", "b\u00fccher.de", "\u0430pple.com", "example.\u0441om", "\u0130x.com",
             # whitespace and emptiness
             "", " ", " example.com", "example.com ", "example.com\n", "\texample.com",
-        ]  # fmt: skip
+        ]
         for rule in cases:
             with self.subTest(rule=rule):
                 self.assertRejected(rule)
@@ -366,7 +366,7 @@ class ExpandTest(unittest.TestCase):
 class ClassifyTest(unittest.TestCase):
     def test_allowlist_sorted_and_unique(self) -> None:
         eg = _classify(["zeta.example.com", "Alpha.example.com", "alpha.example.com.", "*.mid.example.com",
-                        "alpha.example.com:8443", "ssh://alpha.example.com"])  # fmt: skip
+                        "alpha.example.com:8443", "ssh://alpha.example.com"])
         self.assertEqual(eg.allowlist, tuple(sorted(set(eg.allowlist))))
         self.assertEqual(eg.allowlist, ("*.mid.example.com", "alpha.example.com", "zeta.example.com"))
 
@@ -377,7 +377,7 @@ class ClassifyTest(unittest.TestCase):
 
     def test_ports_merged_per_host(self) -> None:
         eg = _classify(["example.com", "example.com:8443", "ssh://example.com", "ssh://example.com:2222",
-                        "other.com:5432"])  # fmt: skip
+                        "other.com:5432"])
         gates = {g.host: g for g in eg.port_gates}
         self.assertEqual(gates["example.com"].ports, (22, 80, 443, 2222, 8443))
         self.assertEqual(gates["other.com"].ports, (5432,))
@@ -396,7 +396,7 @@ class ClassifyTest(unittest.TestCase):
     def test_raw_tcp_only_on_ports_that_tcp_and_ssh_rules_name(self) -> None:
         # Web rules carry TLS or HTTP only: raw bytes there would pass uninspected, past the DLP scan.
         eg = _classify(["example.com", "example.com:5432", "ssh://git.example.com", "ssh://h.example.com:2222",
-                        "*.example.org", "*.example.net:9000"])  # fmt: skip
+                        "*.example.org", "*.example.net:9000"])
         raw = {("*." if g.wildcard else "") + g.host: g.raw_ports for g in eg.port_gates}
         self.assertEqual(raw["example.com"], (5432,))
         self.assertEqual(raw["git.example.com"], (22,))
@@ -413,7 +413,7 @@ class ClassifyTest(unittest.TestCase):
         eg = _classify([
             "10.0.0.5", "10.255.255.255:8080", "172.16.0.1", "172.31.255.254", "192.168.1.10",
             "ssh://192.168.7.7", "100.64.0.1", "100.127.255.254:53", "[fd12:3456::1]", "[fc00::1]:5432",
-        ])  # fmt: skip
+        ])
         self.assertEqual(
             eg.ssrf_allow,
             tuple(sorted([
@@ -421,7 +421,7 @@ class ClassifyTest(unittest.TestCase):
                 "192.168.1.10/32", "192.168.7.7/32", "100.64.0.1/32", "100.127.255.254/32",
                 "fd12:3456::1/128", "fc00::1/128",
             ])),
-        )  # fmt: skip
+        )
 
     def test_ssrf_allow_deduplicated(self) -> None:
         eg = _classify(["10.0.0.5", "10.0.0.5:22", "ssh://10.0.0.5"])
@@ -433,7 +433,7 @@ class ClassifyTest(unittest.TestCase):
             "8.8.8.8", "1.1.1.1:53", "172.15.255.255", "172.32.0.1", "100.63.255.255", "100.128.0.1",
             "192.169.0.1", "11.0.0.1", "[2001:db8::1]", "[fe00::1]", "internal.example.com",
             "*.corp.example.com", "ssh://git.example.com", "ten.0.0.5.example.com",
-        ])  # fmt: skip
+        ])
         self.assertEqual(eg.ssrf_allow, ())
 
     def test_ssrf_allow_only_for_the_address_named(self) -> None:
@@ -457,7 +457,7 @@ class ClassifyTest(unittest.TestCase):
                 {"rule": "*.example.com:8443", "kind": "wildcard", "host": "*.example.com", "ports": [8443],
                  "preset": None},
             ],
-        )  # fmt: skip
+        )
 
     def test_classify_is_deterministic(self) -> None:
         entries = ["b.com", "a.com:1", "@go", "10.0.0.1", "*.x.com"]

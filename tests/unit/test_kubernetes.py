@@ -20,13 +20,13 @@ SESSION = "abcd1234"
 
 
 def kube_plan(doc: dict[str, Any] | None = None, environ: dict[str, str] | None = None,
-              **kw: Any) -> kubernetes.KubePlan:  # fmt: skip
+              **kw: Any) -> kubernetes.KubePlan:
     doc = dict(doc or {})
     doc.setdefault("name", "demo")
     doc["runtime"] = "kubernetes"
     m = manifest.parse(doc, "/nowhere/bottle.json")
     base = plan.build(m, SESSION, uid=1000, gid=1000, launcher="laptop:4242", environ=environ or {},
-                      placeholder_seed="seed", **kw)  # fmt: skip
+                      placeholder_seed="seed", **kw)
     return kubernetes.adapt(base, m)
 
 
@@ -39,7 +39,7 @@ def named(objects: list[dict[str, Any]], kind: str, suffix: str) -> dict[str, An
 
 
 SECRET_DOC = {"secrets": {"TOKEN": {"from_env": "TOK", "inject": {"hosts": ["api.example.com"], "header": "x-token"}}},
-              "egress": {"allow": ["api.example.com"]}}  # fmt: skip
+              "egress": {"allow": ["api.example.com"]}}
 
 
 class NamesAndLabelsTest(unittest.TestCase):
@@ -73,7 +73,7 @@ class NamesAndLabelsTest(unittest.TestCase):
     def test_order_is_creation_order(self) -> None:
         kinds = [o["kind"] for o in kubernetes.render(kube_plan(SECRET_DOC, {"TOK": "v"}), ca_pem=PEM)]
         self.assertEqual(kinds, ["ConfigMap", "Secret", "Pod", "Service", "NetworkPolicy", "NetworkPolicy",
-                                 "ConfigMap", "Pod"])  # fmt: skip
+                                 "ConfigMap", "Pod"])
 
     def test_dump_is_one_list(self) -> None:
         doc = json.loads(kubernetes.dump(kubernetes.render(kube_plan())))
@@ -113,7 +113,7 @@ class SecurityTest(unittest.TestCase):
 
     def test_memory_quantities(self) -> None:
         self.assertEqual([kubernetes.quantity(m) for m in ("4g", "512m", "64k", "1048576")],
-                         ["4Gi", "512Mi", "64Ki", "1048576"])  # fmt: skip
+                         ["4Gi", "512Mi", "64Ki", "1048576"])
 
     def test_runtime_class_only_on_the_agent_and_only_when_asked(self) -> None:
         self.assertNotIn("runtimeClassName", self.agent["spec"])
@@ -212,11 +212,11 @@ class WorkspaceTest(unittest.TestCase):
 
     def test_git_clone_runs_first_through_the_bundle(self) -> None:
         doc = {"egress": {"allow": ["@github"]},
-               "kubernetes": {"workspace": {"git": "https://github.com/o/r.git", "ref": "main"}}}  # fmt: skip
+               "kubernetes": {"workspace": {"git": "https://github.com/o/r.git", "ref": "main"}}}
         agent = kubernetes.agent_object(kube_plan(doc), bundle_ip="10.96.0.9")
         (clone,) = agent["spec"]["initContainers"]
         self.assertEqual(clone["command"], ["git", "clone", "--depth=1", "--branch", "main", "--",
-                                            "https://github.com/o/r.git", "/workspace"])  # fmt: skip
+                                            "https://github.com/o/r.git", "/workspace"])
         env = {e["name"]: e["value"] for e in clone["env"]}
         self.assertEqual(env["HTTPS_PROXY"], "http://10.96.0.9:8080")
         self.assertEqual(env["GIT_SSL_CAINFO"], plan.CA_PATH)
@@ -233,14 +233,14 @@ class NetworkPolicyTest(unittest.TestCase):
         self.assertEqual(agent["ingress"], [])
         self.assertEqual(agent["egress"], [{
             "to": [{"podSelector": {"matchLabels": {f"{LABEL}.session": SESSION, f"{LABEL}.role": "bundle"}}}],
-            "ports": [{"protocol": "TCP", "port": 8080}]}])  # fmt: skip
+            "ports": [{"protocol": "TCP", "port": 8080}]}])
         self.assertNotIn("53", json.dumps(agent))
 
     def test_bundle_ingress_only_from_the_agent(self) -> None:
         _, bundle = self.policies([])
         self.assertEqual(bundle["ingress"], [{
             "from": [{"podSelector": {"matchLabels": {f"{LABEL}.session": SESSION, f"{LABEL}.role": "agent"}}}],
-            "ports": [{"protocol": "TCP", "port": 8080}]}])  # fmt: skip
+            "ports": [{"protocol": "TCP", "port": 8080}]}])
 
     def test_nothing_allowed_means_dns_only(self) -> None:
         _, bundle = self.policies([])
@@ -263,7 +263,7 @@ class NetworkPolicyTest(unittest.TestCase):
         self.assertEqual(extra, [
             {"to": [{"ipBlock": {"cidr": "10.1.2.3/32"}}], "ports": [{"protocol": "TCP", "port": 5432}]},
             {"to": [{"ipBlock": {"cidr": "fd12::5/128"}}], "ports": [{"protocol": "TCP", "port": 443}]},
-        ])  # fmt: skip
+        ])
 
     def test_cluster_ranges_from_the_manifest(self) -> None:
         _, bundle = self.policies(["example.com", "10.1.2.3:80"], cluster_cidrs=["10.244.0.0/16", "10.96.0.0/12"])
@@ -344,7 +344,7 @@ class FakeKubectl:
             state = {"terminated": {"exitCode": self.exit_code}}
             return 0, json.dumps({"items": [{"metadata": {"name": f"cb-demo-{SESSION}-agent"},
                                              "status": {"phase": "Running", "containerStatuses": [
-                                                 {"name": "agent", "state": state}]}}]}), ""  # fmt: skip
+                                                 {"name": "agent", "state": state}]}}]}), ""
         if verb == "delete":
             self.deleted = True
             return 0, "", ""
@@ -360,7 +360,7 @@ class FakeKubectl:
 
 class ExecutorTest(unittest.TestCase):
     def run_session(self, fake: FakeKubectl, p: kubernetes.KubePlan | None = None, values: dict[str, str] | None = None
-                    ) -> int:  # fmt: skip
+                    ) -> int:
         with mock.patch("sys.stdin.isatty", return_value=False), mock.patch.object(kubernetes_run.time, "sleep"):
             return kubernetes_run.start(p or kube_plan(), values or {}, fake.runner, "/tmp/claude-bottle-test-state")
 
@@ -373,7 +373,7 @@ class ExecutorTest(unittest.TestCase):
         self.assertLess(verbs.index("exec"), len(verbs) - 1 - verbs[::-1].index("apply"))
         bundle_doc, agent_doc = fake.inputs("apply")
         self.assertNotIn("Pod/agent", [o["kind"] + "/" + o["metadata"]["labels"][f"{LABEL}.role"]
-                                       for o in bundle_doc["items"]])  # fmt: skip
+                                       for o in bundle_doc["items"]])
         ca, agent = agent_doc["items"]
         self.assertEqual(ca["data"]["ca.pem"], PEM)
         env = {e["name"]: e["value"] for e in agent["spec"]["containers"][0]["env"]}
@@ -453,7 +453,7 @@ class PreflightTest(unittest.TestCase):
 
     def test_ok(self) -> None:
         self.assertEqual(kubernetes_run.preflight(FakeRunner(lambda a: (0, VERSION, "")), None),
-                         ("v1.37.2", "v1.37.2"))  # fmt: skip
+                         ("v1.37.2", "v1.37.2"))
 
 
 class ArgvTest(unittest.TestCase):
@@ -477,7 +477,7 @@ class ListSessionsTest(unittest.TestCase):
                                               "annotations": {f"{LABEL}.launcher": "h:1"}},
                   "status": {"phase": "Running"}},
                  {"kind": "Service", "metadata": {"name": "cb-a-1-bundle", "namespace": "ns",
-                                                  "labels": {f"{LABEL}.bottle": "a", f"{LABEL}.session": "1"}}}]  # fmt: skip
+                                                  "labels": {f"{LABEL}.bottle": "a", f"{LABEL}.session": "1"}}}]
         runner = FakeRunner(lambda a: (0, json.dumps({"items": items if "pods" in a[2] else []}), ""))
         with mock.patch.object(kubernetes_run, "configured", return_value=True):
             (found,) = kubernetes_run.list_sessions(runner)

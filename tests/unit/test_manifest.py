@@ -112,7 +112,7 @@ class MinimalTest(ManifestCase):
                       "env": {"ZED": "z", "ALPHA": "a=b", "_x1": ""}},
             "egress": {"allow": ["@npm", "example.com:8443", "ssh://10.0.0.9"], "trusted_ca": "ca.pem"},
             "resources": {"memory": "512M", "pids": 64, "cpus": 2},
-        })  # fmt: skip
+        })
         self.assertEqual(m.runtime, "smolmachines")
         self.assertEqual(m.workspace, os.path.join(self.dir, "ws"))
         self.assertEqual(m.agent.image, "my/agent:1")
@@ -158,7 +158,7 @@ class UnknownKeyTest(ManifestCase):
         self.assertFieldError({"name": "demo", "agent": {"imgae": "x"}}, "agent.imgae", "did you mean 'image'?")
         self.assertFieldError({"name": "demo", "egress": {"alow": []}}, "egress.alow", "did you mean 'allow'?")
         self.assertFieldError({"name": "demo", "resources": {"memroy": "1g"}}, "resources.memroy",
-                              "did you mean 'memory'?")  # fmt: skip
+                              "did you mean 'memory'?")
         self.assertFieldError({"name": "demo", "runtim": "docker"}, "runtim", "did you mean 'runtime'?")
 
     def test_unknown_key_without_close_match_lists_known(self) -> None:
@@ -194,7 +194,7 @@ class TopLevelTest(ManifestCase):
 
     def test_bad_names(self) -> None:
         for name in ("", "-a", "a-", "A", "My-Project", "a_b", "a.b", "a b", "x" * 41, "é", "a/b", " a", "a\x00",
-                     "-", "--", "a\nb", 1 and "a" * 39 + "-"):  # fmt: skip
+                     "-", "--", "a\nb", 1 and "a" * 39 + "-"):
             with self.subTest(name=name):
                 self.assertFieldError({"name": name}, "name")
     def test_name_with_trailing_newline(self) -> None:
@@ -217,7 +217,7 @@ class TopLevelTest(ManifestCase):
 
     def test_bad_runtime(self) -> None:
         self.assertFieldError({"name": "demo", "runtime": "dockr"}, "runtime", "docker, smolmachines",
-                              "did you mean 'docker'?")  # fmt: skip
+                              "did you mean 'docker'?")
         self.assertFieldError({"name": "demo", "runtime": "smolmachine"}, "runtime", "did you mean 'smolmachines'?")
         self.assertFieldError({"name": "demo", "runtime": "Docker"}, "runtime")
         self.assertFieldError({"name": "demo", "runtime": "podman"}, "runtime", "must be one of")
@@ -273,7 +273,7 @@ class AgentTest(ManifestCase):
 
     def test_image(self) -> None:
         self.assertEqual(self.load({"name": "demo", "agent": {"image": "reg:5000/a/b@sha256:ab"}}).agent.image,
-                         "reg:5000/a/b@sha256:ab")  # fmt: skip
+                         "reg:5000/a/b@sha256:ab")
         self.assertFieldError({"name": "demo", "agent": {"image": 1}}, "agent.image", "must be a string")
         self.assertFieldError({"name": "demo", "agent": {"image": ""}}, "agent.image", "must not be empty")
         self.assertFieldError({"name": "demo", "agent": {"image": "a b"}}, "agent.image", "spaces")
@@ -284,11 +284,11 @@ class AgentTest(ManifestCase):
         for value in ("claude", [], None, 1, {"a": 1}):
             with self.subTest(value=value):
                 self.assertFieldError({"name": "demo", "agent": {"command": value}}, "agent.command",
-                                      "non-empty list of strings")  # fmt: skip
+                                      "non-empty list of strings")
         self.assertFieldError({"name": "demo", "agent": {"command": ["a", 1]}}, "agent.command[1]", "must be a string")
         self.assertFieldError({"name": "demo", "agent": {"command": ["a", None]}}, "agent.command[1]")
         self.assertFieldError({"name": "demo", "agent": {"command": ["a", ""]}}, "agent.command[1]",
-                              "must not be empty")  # fmt: skip
+                              "must not be empty")
         self.assertFieldError({"name": "demo", "agent": {"command": [["a"]]}}, "agent.command[0]")
         self.assertFieldError({"name": "demo", "agent": {"command": ["a\x00"]}}, "agent.command[0]", "NUL")
 
@@ -311,7 +311,7 @@ class AgentTest(ManifestCase):
                 # Keys that could break the one-line error or the dotted path are shown quoted.
                 shown = repr(key) if not key.isprintable() or not key or " " in key or "." in key else key
                 self.assertFieldError({"name": "demo", "agent": {"env": {key: "x"}}}, f"agent.env.{shown}",
-                                      "not a valid variable name")  # fmt: skip
+                                      "not a valid variable name")
 
     def test_env_name_with_trailing_newline(self) -> None:
         # Was a bug: ENV_NAME_RE ended in `$`, so "FOO\n" was accepted as a variable name.
@@ -321,14 +321,14 @@ class AgentTest(ManifestCase):
         for value in (1, None, True, [], {}):
             with self.subTest(value=value):
                 self.assertFieldError({"name": "demo", "agent": {"env": {"A": value}}}, "agent.env.A",
-                                      "must be a string")  # fmt: skip
+                                      "must be a string")
         self.assertFieldError({"name": "demo", "agent": {"env": {"A": "x\x00y"}}}, "agent.env.A", "NUL")
 
     def test_env_reserved(self) -> None:
         for key in sorted(manifest.RESERVED_ENV):
             with self.subTest(key=key):
                 self.assertFieldError({"name": "demo", "agent": {"env": {key: "x"}}}, f"agent.env.{key}",
-                                      "set by claude-bottle")  # fmt: skip
+                                      "set by claude-bottle")
         for key in ("HTTP_PROXY", "https_proxy", "NO_PROXY", "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"):
             self.assertIn(key, manifest.RESERVED_ENV)
     def test_lone_surrogate_rejected(self) -> None:
@@ -350,13 +350,13 @@ class EgressSectionTest(ManifestCase):
 
     def test_rule_errors_name_the_index(self) -> None:
         exc = self.assertFieldError({"name": "demo", "egress": {"allow": ["a.com", "@github", "*"]}}, "egress.allow[2]",
-                                    "every host")  # fmt: skip
+                                    "every host")
         self.assertIn(": egress.allow[2]: ", str(exc))
         self.assertFieldError({"name": "demo", "egress": {"allow": [1]}}, "egress.allow[0]", "must be a string")
         self.assertFieldError({"name": "demo", "egress": {"allow": ["x.com", "@gthub"]}}, "egress.allow[1]",
-                              "did you mean @github?")  # fmt: skip
+                              "did you mean @github?")
         self.assertFieldError({"name": "demo", "egress": {"allow": ["https://x.com"]}}, "egress.allow[0]",
-                              "write just the host")  # fmt: skip
+                              "write just the host")
         self.assertFieldError({"name": "demo", "egress": {"allow": ["169.254.169.254"]}}, "egress.allow[0]")
 
     def test_classified(self) -> None:
@@ -373,27 +373,27 @@ class EgressSectionTest(ManifestCase):
 
     def test_trusted_ca_missing(self) -> None:
         exc = self.assertFieldError({"name": "demo", "egress": {"trusted_ca": "nope.pem"}}, "egress.trusted_ca",
-                                    "not an existing file")  # fmt: skip
+                                    "not an existing file")
         self.assertIn(os.path.join(self.dir, "nope.pem"), exc.message)
 
     def test_trusted_ca_directory(self) -> None:
         self.assertFieldError({"name": "demo", "egress": {"trusted_ca": "."}}, "egress.trusted_ca",
-                              "not an existing file")  # fmt: skip
+                              "not an existing file")
 
     def test_trusted_ca_without_cert(self) -> None:
         with open(os.path.join(self.dir, "ca.pem"), "w") as handle:
             handle.write("hello\n")
         self.assertFieldError({"name": "demo", "egress": {"trusted_ca": "ca.pem"}}, "egress.trusted_ca",
-                              "PEM certificates")  # fmt: skip
+                              "PEM certificates")
 
     def test_trusted_ca_with_private_key(self) -> None:
         for text in (CERT + KEY, KEY + CERT, CERT + KEY.replace("PRIVATE KEY", "RSA PRIVATE KEY"),
-                     CERT + KEY.replace("PRIVATE KEY", "EC PRIVATE KEY")):  # fmt: skip
+                     CERT + KEY.replace("PRIVATE KEY", "EC PRIVATE KEY")):
             with self.subTest(text=text[:40]):
                 with open(os.path.join(self.dir, "ca.pem"), "w") as handle:
                     handle.write(text)
                 self.assertFieldError({"name": "demo", "egress": {"trusted_ca": "ca.pem"}}, "egress.trusted_ca",
-                                      "no private key")  # fmt: skip
+                                      "no private key")
 
     def test_trusted_ca_not_ascii(self) -> None:
         with open(os.path.join(self.dir, "ca.pem"), "wb") as handle:
@@ -434,7 +434,7 @@ class PathCharactersTest(ManifestCase):
 
     def test_egress_network_only_with_docker(self) -> None:
         self.assertFieldError({"name": "d", "runtime": "smolmachines", "egress": {"network": "lab"}},
-                              "egress.network", "only supported with runtime")  # fmt: skip
+                              "egress.network", "only supported with runtime")
 
 
 class ResourcesTest(ManifestCase):
@@ -462,7 +462,7 @@ class ResourcesTest(ManifestCase):
             ({"cpus": 0.001}, "resources.cpus"), ({"memory": "1024"}, "resources.memory"),
             ({"memory": "5m"}, "resources.memory"), ({"memory": "64k"}, "resources.memory"),
             ({"memory": "4g", "disk": 1}, "resources.disk"),
-        ]  # fmt: skip
+        ]
         for section, field in cases:
             with self.subTest(section=section):
                 self.assertFieldError({"name": "d", "resources": section}, field)
@@ -600,7 +600,7 @@ class KubernetesSectionTest(ManifestCase):
         m = self.load({"name": "demo", "runtime": "kubernetes"})
         assert m.kubernetes is not None
         self.assertEqual((m.kubernetes.namespace, m.kubernetes.create_namespace, m.kubernetes.agent),
-                         ("default", False, "auto"))  # fmt: skip
+                         ("default", False, "auto"))
         self.assertIsNone(m.kubernetes.workspace_claim)
         self.assertIn("10.0.0.0/8", m.kubernetes.cluster_cidrs)
         self.assertEqual(m.to_json()["kubernetes"]["namespace"], "default")
@@ -612,7 +612,7 @@ class KubernetesSectionTest(ManifestCase):
                          "workspace": {"git": "https://github.com/o/r.git", "ref": "release/1.2"},
                          "cluster_cidrs": ["10.244.0.0/16", "fd00:10::/64"],
                          "sidecars_image": "registry.example/claude-bottle/sidecars:1"},
-                        egress={"allow": ["@github"]})  # fmt: skip
+                        egress={"allow": ["@github"]})
         k = self.load(doc).kubernetes
         assert k is not None
         self.assertEqual(k.workspace_git, "https://github.com/o/r.git")
@@ -620,14 +620,14 @@ class KubernetesSectionTest(ManifestCase):
         self.assertEqual(k.cluster_cidrs, ("10.244.0.0/16", "fd00:10::/64"))
         self.assertEqual(k.runtime_class_name, "gvisor")
         self.assertEqual(self.load(self.kube({"workspace": {"claim": "team-ws"}})).kubernetes.workspace_claim,
-                         "team-ws")  # type: ignore[union-attr]  # fmt: skip
+                         "team-ws")  # type: ignore[union-attr]
 
     def test_section_only_with_its_runtime(self) -> None:
         self.assertFieldError({"name": "demo", "kubernetes": {}}, "kubernetes", "only goes with runtime")
 
     def test_host_workspace_refused(self) -> None:
         self.assertFieldError(self.kube({}, workspace="."), "workspace", "a cluster cannot mount",
-                              "kubernetes.workspace")  # fmt: skip
+                              "kubernetes.workspace")
 
     def test_bad_values(self) -> None:
         cases = [
@@ -656,7 +656,7 @@ class KubernetesSectionTest(ManifestCase):
             ({"workspace": {"git": "https://github.com/o/r", "ref": "--upload-pack=x"}},
              "kubernetes.workspace.ref", "branch or tag"),
             ({"namspace": "a"}, "kubernetes.namspace", "did you mean 'namespace'?"),
-        ]  # fmt: skip
+        ]
         for section, field, fragment in cases:
             with self.subTest(section=section):
                 self.assertFieldError(self.kube(section, egress={"allow": ["@github"]}), field, fragment)

@@ -95,7 +95,7 @@ class ResponsesPassTest(unittest.TestCase):
         base = _config("example.com")
         fixed = ("fetch_proxy", "forward_proxy", "response_scanning", "media_policy", "request_body_scanning",
                  "tls_interception", "websocket_proxy", "session_profiling", "adaptive_enforcement",
-                 "logging")  # fmt: skip
+                 "logging")
         for entries in ((), ("*.example.com",), ("10.0.0.1:5432",), ("ssh://github.com",), ("@anthropic",)):
             cfg = _config(*entries)
             for key in fixed:
@@ -119,7 +119,7 @@ class ResponsesPassTest(unittest.TestCase):
             {"version", "mode", "api_allowlist", "fetch_proxy", "forward_proxy", "response_scanning",
              "media_policy", "request_body_scanning", "tls_interception", "websocket_proxy",
              "session_profiling", "adaptive_enforcement", "logging", "sentry"},
-        )  # fmt: skip
+        )
         self.assertEqual(set(_config("10.0.0.1")), set(_config("example.com")) | {"ssrf"})
 
     def test_logging_is_json_lines_on_stdout_with_every_verdict(self) -> None:

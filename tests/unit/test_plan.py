@@ -282,13 +282,13 @@ class JsonTest(unittest.TestCase):
     def test_docker_keys(self) -> None:
         with tempfile.TemporaryDirectory() as ws:
             m = manifest.parse({"name": "demo", "workspace": ws, "egress": {"allow": ["@npm", "10.0.0.3:5432"]},
-                                "resources": {"cpus": 1.5}}, "/nowhere/m.json")  # fmt: skip
+                                "resources": {"cpus": 1.5}}, "/nowhere/m.json")
             doc = self._check(plan.build(m, SESSION, uid=1000, gid=1000))
         self.assertEqual(
             set(doc),
             {"name", "runtime", "session", "manifest", "workspace", "egress", "pipelock", "bundle_policy", "agent",
              "labels", "resources"},
-        )  # fmt: skip
+        )
         self.assertEqual((doc["name"], doc["runtime"], doc["session"]), ("demo", "docker", SESSION))
         self.assertEqual(doc["manifest"], "/nowhere/m.json")
         self.assertEqual(doc["workspace"], ws)

@@ -35,7 +35,7 @@ def parse(secrets_section: Any = None, **doc: Any) -> manifest.Manifest:
 
 
 def env_secret(var: str = "HOST_TOKEN", hosts: list[str] | None = None,
-               header: str = "Authorization") -> dict[str, Any]:  # fmt: skip
+               header: str = "Authorization") -> dict[str, Any]:
     return {"from_env": var, "inject": {"hosts": hosts or ["api.example.com"], "header": header}}
 
 
@@ -49,7 +49,7 @@ class ManifestSecretsTest(unittest.TestCase):
     def test_env_and_file_sources(self) -> None:
         m = parse({"TOKEN": env_secret(hosts=["API.Example.com.", "www.example.org", "api.example.com"]),
                    "FILE_TOKEN": {"from_file": "tok.txt",
-                                  "inject": {"hosts": ["example.org"], "header": "X-Key"}}})  # fmt: skip
+                                  "inject": {"hosts": ["example.org"], "header": "X-Key"}}})
         by_name = {s.name: s for s in m.secrets}
         hosts = ("api.example.com", "www.example.org")
         self.assertEqual(by_name["TOKEN"], secrets.Secret("TOKEN", "env", "HOST_TOKEN", hosts, "authorization"))
@@ -58,7 +58,7 @@ class ManifestSecretsTest(unittest.TestCase):
         self.assertEqual(by_name["FILE_TOKEN"].header, "x-key")
         doc = m.to_json()["secrets"]
         self.assertEqual(doc["TOKEN"], {"from_env": "HOST_TOKEN", "inject": {
-            "hosts": ["api.example.com", "www.example.org"], "header": "authorization"}})  # fmt: skip
+            "hosts": ["api.example.com", "www.example.org"], "header": "authorization"}})
 
     def test_null_opts_out(self) -> None:
         m = parse({"ANTHROPIC_API_KEY": None})
@@ -71,7 +71,7 @@ class ManifestSecretsTest(unittest.TestCase):
         self.assert_error({"HTTPS_PROXY": env_secret()}, "secrets.HTTPS_PROXY", "set by claude-bottle")
         self.assert_error({"HOME": env_secret()}, "secrets.HOME", "set by claude-bottle")
         self.assert_error({"TOKEN": env_secret()}, "secrets.TOKEN", "also set in agent.env",
-                          agent={"env": {"TOKEN": "x"}})  # fmt: skip
+                          agent={"env": {"TOKEN": "x"}})
         self.assert_error([], "secrets", "must be an object")
 
     def test_bad_sources(self) -> None:
@@ -82,24 +82,24 @@ class ManifestSecretsTest(unittest.TestCase):
         self.assert_error({"T": {"from_env": "", "inject": inject}}, "secrets.T.from_env", "must not be empty")
         self.assert_error({"T": {"from_env": "A"}}, "secrets.T.inject", "is required")
         self.assert_error({"T": {"from_env": "A", "inject": inject, "format": "Bearer {}"}}, "secrets.T.format",
-                          "unknown key")  # fmt: skip
+                          "unknown key")
 
     def test_bad_inject(self) -> None:
         self.assert_error({"T": env_secret(hosts=["*.example.org"])}, "secrets.T.inject.hosts[0]", "wildcard")
         self.assert_error({"T": env_secret(hosts=["other.example.com"])}, "secrets.T.inject.hosts[0]",
-                          "not reachable: add it to egress.allow")  # fmt: skip
+                          "not reachable: add it to egress.allow")
         self.assert_error({"T": env_secret(hosts=["localhost"])}, "secrets.T.inject.hosts[0]", "never reach")
         self.assert_error({"T": {"from_env": "A", "inject": {"hosts": [], "header": "x"}}}, "secrets.T.inject.hosts",
-                          "non-empty list")  # fmt: skip
+                          "non-empty list")
         self.assert_error({"T": {"from_env": "A", "inject": {"hosts": ["api.example.com"]}}},
-                          "secrets.T.inject.header", "is required")  # fmt: skip
+                          "secrets.T.inject.header", "is required")
         self.assert_error({"T": env_secret(header="x key")}, "secrets.T.inject.header", "not an HTTP header name")
         for header in ("Host", "content-length", "Proxy-Authorization", "transfer-encoding"):
             self.assert_error({"T": env_secret(header=header)}, "secrets.T.inject.header", "HTTP framing or the proxy")
 
     def test_wildcard_rule_covers_a_bound_host_and_its_apex(self) -> None:
         self.assertEqual(parse({"T": env_secret(hosts=["example.org", "a.b.example.org"])}).secrets[0].hosts,
-                         ("a.b.example.org", "example.org"))  # fmt: skip
+                         ("a.b.example.org", "example.org"))
 
 
 class ImplicitClaudeKeyTest(unittest.TestCase):
@@ -110,7 +110,7 @@ class ImplicitClaudeKeyTest(unittest.TestCase):
         got = self.planned(parse(), {"ANTHROPIC_API_KEY": REAL})
         s = got["ANTHROPIC_API_KEY"].secret
         self.assertEqual((s.source, s.ref, s.hosts, s.header, s.implicit),
-                         ("env", "ANTHROPIC_API_KEY", ("api.anthropic.com",), "x-api-key", True))  # fmt: skip
+                         ("env", "ANTHROPIC_API_KEY", ("api.anthropic.com",), "x-api-key", True))
 
     def test_not_added_otherwise(self) -> None:
         cases = {
@@ -126,7 +126,7 @@ class ImplicitClaudeKeyTest(unittest.TestCase):
 
     def test_the_manifest_can_redefine_it(self) -> None:
         m = parse({"ANTHROPIC_API_KEY": {"from_file": "/keys/anthropic", "inject": {
-            "hosts": ["api.anthropic.com"], "header": "x-api-key"}}})  # fmt: skip
+            "hosts": ["api.anthropic.com"], "header": "x-api-key"}}})
         got = self.planned(m, {"ANTHROPIC_API_KEY": REAL})["ANTHROPIC_API_KEY"].secret
         self.assertEqual((got.source, got.implicit), ("file", False))
 
@@ -185,7 +185,7 @@ class ResolveTest(unittest.TestCase):
 
     def planned(self, section: dict[str, Any]) -> tuple[secrets.Planned, ...]:
         m = manifest.parse({"name": "demo", "egress": {"allow": ALLOW}, "secrets": section},
-                           os.path.join(self.dir, "bottle.json"))  # fmt: skip
+                           os.path.join(self.dir, "bottle.json"))
         return plan.plan_secrets(m, SESSION, {})
 
     def write(self, name: str, data: bytes, mode: int = 0o600) -> str:
@@ -205,7 +205,7 @@ class ResolveTest(unittest.TestCase):
     def test_env_and_file(self) -> None:
         self.write("tok", (REAL + "\n").encode())
         section = {"A": env_secret("CB_TEST_A"), "B": {"from_file": "tok", "inject": {"hosts": ["api.example.com"],
-                                                                                     "header": "x-key"}}}  # fmt: skip
+                                                                                     "header": "x-key"}}}
         with mock.patch.dict(os.environ, {"CB_TEST_A": REAL}):
             self.assertEqual(secrets.resolve(self.planned(section), "/m.json"), {"A": REAL, "B": REAL})
 
@@ -215,7 +215,7 @@ class ResolveTest(unittest.TestCase):
         self.assertEqual(err.field, "secrets.A.from_env")
         self.assertIn("CB_TEST_MISSING is not set", err.message)
         self.assertEqual(self.resolve_error({"A": env_secret("CB_TEST_EMPTY")}, {"CB_TEST_EMPTY": ""}).field,
-                         "secrets.A.from_env")  # fmt: skip
+                         "secrets.A.from_env")
 
     def test_bad_files(self) -> None:
         inject = {"hosts": ["api.example.com"], "header": "x-key"}
@@ -233,7 +233,7 @@ class ResolveTest(unittest.TestCase):
 
     def test_control_characters_in_an_env_value(self) -> None:
         self.assertIn("control character", self.resolve_error({"A": env_secret("CB_TEST_A")},
-                                                              {"CB_TEST_A": REAL + "\x1b"}).message)  # fmt: skip
+                                                              {"CB_TEST_A": REAL + "\x1b"}).message)
 
 
 def recorder() -> FakeRunner:
@@ -266,7 +266,7 @@ class ExecutorTest(unittest.TestCase):
         with tarfile.open(fileobj=io.BytesIO(data or b"")) as tar:
             member = tar.getmember("secrets.json")
             self.assertEqual((member.mode, member.uid, member.gid), (0o400, docker_argv.BUNDLE_UID,
-                                                                     docker_argv.BUNDLE_UID))  # fmt: skip
+                                                                     docker_argv.BUNDLE_UID))
             self.assertEqual(json.load(tar.extractfile(member))["values"], {"TOKEN": REAL})  # type: ignore[arg-type]
             for other in tar.getmembers():
                 if other.name != "secrets.json":
@@ -282,7 +282,7 @@ class ExecutorTest(unittest.TestCase):
             launch.run(parse({"TOKEN": env_secret()}), ("true",), runner)
         self.assertEqual(cm.exception.field, "secrets.TOKEN.from_env")
         self.assertFalse([a for a in runner.calls if a[:3] in (["docker", "network", "create"], ["docker", "create"])
-                          or a[:2] == ["docker", "build"]])  # fmt: skip
+                          or a[:2] == ["docker", "build"]])
 
     def test_no_secrets_no_secrets_file(self) -> None:
         p = plan.build(parse(), SESSION)
@@ -297,18 +297,18 @@ class DryRunTest(unittest.TestCase):
         self.path = os.path.join(self.dir, "m.json")
         with open(self.path, "w") as handle:
             json.dump({"name": "demo", "egress": {"allow": ALLOW}, "secrets": {"TOKEN": env_secret("CB_DRY_TOKEN")}},
-                      handle)  # fmt: skip
+                      handle)
 
     def run_cli(self, environ: dict[str, str], *argv: str) -> tuple[int, str, str]:
         out, err = io.StringIO(), io.StringIO()
         with mock.patch.dict(os.environ, {"XDG_STATE_HOME": self.dir, **environ}), \
-                contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):  # fmt: skip
+                contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = cli.main(list(argv))
         return code, out.getvalue(), err.getvalue()
 
     def test_json_shows_placeholders_and_never_values(self) -> None:
         code, out, _ = self.run_cli({"CB_DRY_TOKEN": REAL, "ANTHROPIC_API_KEY": REAL}, "start", "--dry-run",
-                                    "--format=json", self.path)  # fmt: skip
+                                    "--format=json", self.path)
         self.assertEqual(code, 0)
         self.assertNotIn(REAL, out)
         doc = json.loads(out)
@@ -329,7 +329,7 @@ class DryRunTest(unittest.TestCase):
         code, out, err = self.run_cli({}, "start", "--dry-run", self.path)
         self.assertEqual((code, out), (EXIT_USAGE, ""))
         self.assertEqual(err, f"claude-bottle: error: {self.path}: secrets.TOKEN.from_env: the host variable "
-                              "CB_DRY_TOKEN is not set (or is empty)\n")  # fmt: skip
+                              "CB_DRY_TOKEN is not set (or is empty)\n")
 
 
 class DlpManifestTest(unittest.TestCase):
@@ -347,7 +347,7 @@ class DlpManifestTest(unittest.TestCase):
         d = self.modes()
         self.assertEqual(d.default, "scan")
         self.assertEqual([d.mode(h) for h in ("api.anthropic.com", "claude.ai", "statsig.com", "api.example.com")],
-                         ["warn", "warn", "scan", "scan"])  # fmt: skip
+                         ["warn", "warn", "scan", "scan"])
         self.assertEqual(self.effective(allow=["api.example.com"])["hosts"], [])  # nothing for hosts not allowed
 
     def test_manifest_entries_win(self) -> None:
@@ -379,7 +379,7 @@ class DlpManifestTest(unittest.TestCase):
 
     def test_to_json(self) -> None:
         m = manifest.parse({"name": "d", "egress": {"allow": ALLOW, "dlp": {"hosts": {"*.example.org": "skip"}}}},
-                           "/n/m.json")  # fmt: skip
+                           "/n/m.json")
         self.assertEqual(m.to_json()["egress"]["dlp"], {"default": "scan", "hosts": {"*.example.org": "skip"}})
 
 

@@ -42,7 +42,7 @@ class BundleTest(unittest.TestCase):
         for name in ("supervise.py", "addon.py", "policy.py"):
             text = (BUNDLE / name).read_text()
             self.assertTrue(re.search(r"^import shared\b|^from shared import|^    import shared\b", text, re.M)
-                            or name == "addon.py", f"{name} does not import shared")  # fmt: skip
+                            or name == "addon.py", f"{name} does not import shared")
 
     def test_shared_imports_nothing(self) -> None:
         text = (BUNDLE / "shared.py").read_text()

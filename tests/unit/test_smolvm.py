@@ -26,7 +26,7 @@ from tests.fakes.runner import PEM, FakeRunner as ScriptedRunner, docker_default
 def start(manifest: manifest_mod.Manifest, command: tuple[str, ...], runner: ScriptedRunner, state: str) -> int:
     """What `start` does for smolmachines, with the state directory given."""
     plan = plan_mod.build(manifest, os.urandom(4).hex(), command=command, state_dir=state,
-                          taken_subnets=smolvm.taken_subnets(runner))  # fmt: skip
+                          taken_subnets=smolvm.taken_subnets(runner))
     return smolvm.start(plan, {}, runner, False, state)
 
 
@@ -39,7 +39,7 @@ def make_manifest(folder: str, **agent: object) -> manifest_mod.Manifest:
     os.makedirs(workspace, exist_ok=True)
     doc = {"version": 1, "name": "demo-vm", "runtime": "smolmachines", "workspace": "ws",
            "agent": {"image": "example/agent:1", "command": ["claude"], **agent},
-           "egress": {"allow": ["api.anthropic.com"]}, "resources": {"memory": "2g", "cpus": 1.5}}  # fmt: skip
+           "egress": {"allow": ["api.anthropic.com"]}, "resources": {"memory": "2g", "cpus": 1.5}}
     return manifest_mod.parse(doc, os.path.join(folder, "bottle.json"))
 
 
@@ -131,7 +131,7 @@ class PreflightTest(unittest.TestCase):
 class HypervisorTest(unittest.TestCase):
     def test_linux_without_kvm(self) -> None:
         with mock.patch("platform.system", return_value="Linux"), \
-                mock.patch.object(smolvm, "KVM_PATH", "/nonexistent/kvm"):  # fmt: skip
+                mock.patch.object(smolvm, "KVM_PATH", "/nonexistent/kvm"):
             with self.assertRaises(RuntimeFailure) as caught:
                 smolvm.check_hypervisor(ScriptedRunner())
         self.assertIn("/nonexistent/kvm does not exist", str(caught.exception))
@@ -142,7 +142,7 @@ class HypervisorTest(unittest.TestCase):
         with tempfile.NamedTemporaryFile() as node:
             os.chmod(node.name, 0)
             with mock.patch("platform.system", return_value="Linux"), \
-                    mock.patch.object(smolvm, "KVM_PATH", node.name):  # fmt: skip
+                    mock.patch.object(smolvm, "KVM_PATH", node.name):
                 with self.assertRaises(RuntimeFailure) as caught:
                     smolvm.check_hypervisor(ScriptedRunner())
         self.assertIn("not readable and writable", str(caught.exception))
@@ -151,7 +151,7 @@ class HypervisorTest(unittest.TestCase):
         with tempfile.NamedTemporaryFile() as node:
             os.chmod(node.name, stat.S_IRUSR | stat.S_IWUSR)
             with mock.patch("platform.system", return_value="Linux"), \
-                    mock.patch.object(smolvm, "KVM_PATH", node.name):  # fmt: skip
+                    mock.patch.object(smolvm, "KVM_PATH", node.name):
                 smolvm.check_hypervisor(ScriptedRunner())
 
     def test_macos_hypervisor_framework(self) -> None:
@@ -171,7 +171,7 @@ class ArgvTest(unittest.TestCase):
     def test_spellings(self) -> None:
         self.assertEqual(argv.version(), ["smolvm", "--version"])
         self.assertEqual(argv.pack_create("img:1", "/c/agent"), ["smolvm", "pack", "create", "--image", "img:1",
-                                                                 "-o", "/c/agent"])  # fmt: skip
+                                                                 "-o", "/c/agent"])
         self.assertEqual(argv.machine_start("vm"), ["smolvm", "machine", "start", "--name", "vm"])
         self.assertEqual(argv.machine_stop("vm"), ["smolvm", "machine", "stop", "--name", "vm"])
         self.assertEqual(argv.machine_delete("vm"), ["smolvm", "machine", "delete", "vm", "-f"])
@@ -179,7 +179,7 @@ class ArgvTest(unittest.TestCase):
 
     def test_create(self) -> None:
         got = argv.machine_create("vm", "/a.smolmachine", "/s.smolfile", ["/ca:/etc/claude-bottle:ro"],
-                                  Resources("2g", 100, 1.5))  # fmt: skip
+                                  Resources("2g", 100, 1.5))
         self.assertEqual(got, ["smolvm", "machine", "create", "vm", "--from", "/a.smolmachine", "--smolfile",
                                "/s.smolfile", "--mem", "2048", "--cpus", "2", "-v", "/ca:/etc/claude-bottle:ro"])
         self.assertNotIn("--cpus", argv.machine_create("vm", "a", "s", [], Resources("4g", 100, None)))
@@ -187,7 +187,7 @@ class ArgvTest(unittest.TestCase):
     def test_exec(self) -> None:
         self.assertEqual(argv.machine_exec("vm", ("claude", "-p", "--x"), tty=False, workdir="/workspace"),
                          ["smolvm", "machine", "exec", "--name", "vm", "-i", "-w", "/workspace", "--", "claude",
-                          "-p", "--x"])  # fmt: skip
+                          "-p", "--x"])
         self.assertEqual(argv.machine_exec("vm", ("sh",), tty=True, workdir=None),
                          ["smolvm", "machine", "exec", "--name", "vm", "-i", "-t", "--", "sh"])
 
@@ -210,10 +210,10 @@ class ParsingTest(unittest.TestCase):
             {"name": "claude-bottle-x-deadbeef-vm", "state": "stopped"},
             {"name": "someone-elses-vm", "state": "running"},
             {"name": "claude-bottle-demo-XYZ-vm", "state": "running"},
-        ])  # fmt: skip
+        ])
         vms = argv.parse_machine_ls(text)
         self.assertEqual([(v.bottle, v.session, v.state) for v in vms],
-                         [("demo-vm", "0123abcd", "running"), ("x", "deadbeef", "stopped")])  # fmt: skip
+                         [("demo-vm", "0123abcd", "running"), ("x", "deadbeef", "stopped")])
         self.assertEqual(argv.parse_machine_ls("[]"), [])
 
     def test_vm_name_round_trip_with_plan(self) -> None:
@@ -226,19 +226,19 @@ class ParsingTest(unittest.TestCase):
         ip_json = json.dumps([
             {"dst": "default", "gateway": "192.0.2.1"}, {"dst": "172.17.0.0/16"},
             {"type": "local", "dst": "127.0.0.1"}, {"dst": "192.168.77.0/24"},
-        ])  # fmt: skip
+        ])
         self.assertEqual(argv.parse_ip_json_routes(ip_json), ["172.17.0.0/16", "127.0.0.1/32", "192.168.77.0/24"])
         proc = ("Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
                 "eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
                 "docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n"
-                "wg0\t0042A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n")  # fmt: skip
+                "wg0\t0042A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n")
         self.assertEqual(argv.parse_proc_net_route(proc), ["172.17.0.0/16", "192.168.66.0/24"])
         netstat = ("Routing tables\n\nInternet:\nDestination        Gateway            Flags\n"
                    "default            192.168.1.1        UGScg\n127                127.0.0.1          UCS\n"
                    "192.168.1          link#11            UCS\n192.168.64/24      link#20            UC\n"
-                   "192.168.1.5        a:b:c:d:e:f        UHLWI\n")  # fmt: skip
+                   "192.168.1.5        a:b:c:d:e:f        UHLWI\n")
         self.assertEqual(argv.parse_netstat_routes(netstat),
-                         ["127.0.0.0/8", "192.168.1.0/24", "192.168.64.0/24", "192.168.1.5/32"])  # fmt: skip
+                         ["127.0.0.0/8", "192.168.1.0/24", "192.168.64.0/24", "192.168.1.5/32"])
 
     def test_taken_subnets_reach_the_plan(self) -> None:
         with tempfile.TemporaryDirectory() as folder:
@@ -404,11 +404,11 @@ class ArtifactTest(unittest.TestCase):
 
 
 def fake(state: str, *args: str, version: str | None = None, extra: dict[str, str] | None = None,
-         cwd: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+         cwd: str | None = None) -> subprocess.CompletedProcess[str]:
     env = fakes.smolvm_env(state, version)
     env.update(extra or {})
     return subprocess.run(["smolvm", *args], env=env, capture_output=True, text=True, timeout=60, cwd=cwd,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
+                          stdin=subprocess.DEVNULL)
 
 
 class FakeSmolvmTest(unittest.TestCase):
@@ -437,7 +437,7 @@ class FakeSmolvmTest(unittest.TestCase):
                 "unknown field `deny_cidrs`, expected `allow_hosts` or `allow_cidrs`", 3),
             "[auth]\nssh = true\n": ("unknown field `ssh`, expected `ssh_agent`", 2),
             "env = \"A=1\"\n": ("invalid type: string \"A=1\", expected a sequence of strings", 1),
-        }  # fmt: skip
+        }
         for text, (message, line) in cases.items():
             with self.subTest(text=text):
                 path = self.write("bad.smolfile", text)
@@ -462,7 +462,7 @@ class FakeSmolvmTest(unittest.TestCase):
                               (["machine", "start", "--name"], "a value is required for '--name <NAME>'"),
                               (["machine", "exec", "--name", "vm"], "required arguments were not provided"),
                               (["machine", "bogus"], "unrecognized subcommand 'bogus'"),
-                              (["machine", "delete"], "required arguments were not provided")):  # fmt: skip
+                              (["machine", "delete"], "required arguments were not provided")):
             with self.subTest(args=args):
                 result = fake(self.state, *args)
                 self.assertEqual(result.returncode, 2)
@@ -472,7 +472,7 @@ class FakeSmolvmTest(unittest.TestCase):
     def test_from_conflicts_knob(self) -> None:
         path = self.write("ok.smolfile", "env = []\n")
         result = fake(self.state, "machine", "create", "vm", "--from", self.artifact(), "--smolfile", path,
-                      extra={"FAKE_SMOLVM_FROM_CONFLICTS": "1"})  # fmt: skip
+                      extra={"FAKE_SMOLVM_FROM_CONFLICTS": "1"})
         self.assertEqual(result.returncode, 2)
         self.assertIn("the argument '--from <PATH>' cannot be used with '--smolfile <PATH>'", result.stderr)
 
@@ -481,9 +481,9 @@ class FakeSmolvmTest(unittest.TestCase):
         os.mkdir(host)
         self.write("ca/ca.pem", PEM)
         path = self.write("ok.smolfile", 'env = ["A=1", "SSL_CERT_FILE=/etc/claude-bottle/ca.pem"]\n\n'
-                                         '[network]\nallow_cidrs = ["192.168.5.2/32"]\n')  # fmt: skip
+                                         '[network]\nallow_cidrs = ["192.168.5.2/32"]\n')
         created = fake(self.state, "machine", "create", "vm", "--from", self.artifact(), "--smolfile", path,
-                       "-v", f"{host}:/etc/claude-bottle:ro")  # fmt: skip
+                       "-v", f"{host}:/etc/claude-bottle:ro")
         self.assertEqual(created.returncode, 0, created.stderr)
         self.assertEqual(fake(self.state, "machine", "start", "--name", "vm").returncode, 0)
         listed = json.loads(fake(self.state, "machine", "ls", "--json").stdout)
@@ -491,7 +491,7 @@ class FakeSmolvmTest(unittest.TestCase):
         secret = {"SECRET_FROM_HOST": "must-not-leak"}
         script = 'env; cat "$SSL_CERT_FILE"; exit 9'
         ran = fake(self.state, "machine", "exec", "--name", "vm", "-i", "-e", "B=2", "--", "sh", "-c", script,
-                   extra=secret)  # fmt: skip
+                   extra=secret)
         self.assertEqual(ran.returncode, 9)
         names = {line.split("=", 1)[0] for line in ran.stdout.splitlines() if "=" in line and "CERT" not in line[:5]}
         self.assertEqual(names - {"PWD", "SHLVL", "_"}, {"A", "B", "PATH", "SSL_CERT_FILE"})
@@ -538,7 +538,7 @@ class StartWithFakeTest(unittest.TestCase):
         runner = Hybrid()
         env = fakes.smolvm_env(fake_state)
         with mock.patch.dict(os.environ, {"PATH": env["PATH"], "FAKE_SMOLVM_STATE": fake_state}), \
-                mock.patch.object(smolvm, "check_hypervisor"), redirect_stderr(io.StringIO()):  # fmt: skip
+                mock.patch.object(smolvm, "check_hypervisor"), redirect_stderr(io.StringIO()):
             code = start(manifest, (), runner, state)
             again = start(manifest, ("true",), runner, state)
         self.assertEqual((code, again), (5, 0))

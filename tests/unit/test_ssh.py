@@ -78,7 +78,7 @@ class SshPlanTest(unittest.TestCase):
     def test_targets_and_missing_host_keys(self) -> None:
         kh = f"10.0.0.5 ssh-ed25519 {_key()}\n"
         p = ssh.plan(_egress("ssh://10.0.0.5", "ssh://git.example.com:2222", "example.com"),
-                     ssh.Settings(known_hosts=kh))  # fmt: skip
+                     ssh.Settings(known_hosts=kh))
         assert p is not None
         self.assertEqual(p.targets, (("10.0.0.5", 22), ("git.example.com", 2222)))
         self.assertEqual(p.unknown, ("git.example.com:2222",))
@@ -101,7 +101,7 @@ class SshPlanTest(unittest.TestCase):
         self.assertEqual(forwarded.agent_socket, "/tmp/sock")
         self.assertEqual(forwarded.to_json()["agent_socket_in_bottle"], ssh.AGENT_SOCKET)
         self.assertEqual(ssh.plan(rules, ssh.Settings(agent="forward")).to_json()["agent_socket"],  # type: ignore[union-attr]
-                         "$SSH_AUTH_SOCK")  # fmt: skip
+                         "$SSH_AUTH_SOCK")
 
     def test_ipv6_targets(self) -> None:
         p = ssh.plan(_egress("ssh://[fd00::5]:2200"), None)
@@ -114,7 +114,7 @@ class KnownHostsTest(unittest.TestCase):
         text = (f"# from ssh-keyscan\n\n10.0.0.5 ssh-ed25519 {_key()}\n"
                 f"[git.example.com]:2222,git2.example.com ecdsa-sha2-nistp256 {_key('ecdsa-sha2-nistp256')} c\n"
                 f"@cert-authority *.example.com ssh-rsa {_key('ssh-rsa')}\n"
-                f"@revoked old.example.com ssh-ed25519 {_key(seed=b'old')}\n")  # fmt: skip
+                f"@revoked old.example.com ssh-ed25519 {_key(seed=b'old')}\n")
         keys = ssh.parse_known_hosts(text)
         self.assertEqual(len(keys), 4)
         self.assertEqual(keys[1], (None, ("[git.example.com]:2222", "git2.example.com"), "ecdsa-sha2-nistp256"))
@@ -132,7 +132,7 @@ class KnownHostsTest(unittest.TestCase):
             ("# only a comment\n\n", "holds no host keys"),
             (good + "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----\n",
              "private key"),
-        ):  # fmt: skip
+        ):
             with self.subTest(fragment):
                 with self.assertRaises(ValueError) as cm:
                     ssh.parse_known_hosts(text)
@@ -153,7 +153,7 @@ class KnownHostsTest(unittest.TestCase):
             ("git.example.com", 22, True), ("bad.example.com", 22, False), ("example.com", 22, False),
             ("hidden.example.org", 22, True), ("hidden.example.org", 2200, True), ("hidden.example.org", 23, False),
             ("revoked.example.net", 22, False), ("host.ca.example.net", 22, True),
-        ):  # fmt: skip
+        ):
             with self.subTest(host=host, port=port):
                 self.assertEqual(ssh.is_known(keys, host, port), known)
 
@@ -201,7 +201,7 @@ class AgentSocketTest(unittest.TestCase):
             (plain, os.getuid(), "is not a socket"),
             (self.dir + "/a,b=c.sock", os.getuid(), "which a Docker bind mount cannot take"),
             (self.path, os.getuid() + 4242, f"belongs to uid {os.getuid()}, but the agent runs as uid"),
-        ):  # fmt: skip
+        ):
             with self.subTest(fragment):
                 with self.assertRaises(ValueError) as cm:
                     ssh.check_agent_socket(path, uid)
@@ -258,7 +258,7 @@ class PlanAndArgvTest(unittest.TestCase):
     def build(self, sock: str | None = None, **doc: Any) -> plan.Plan:
         doc.setdefault("name", "demo")
         return plan.build(manifest.parse(doc, "/nowhere/bottle.json"), "abcd1234", uid=1000, gid=1000,
-                          ssh_auth_sock=sock)  # fmt: skip
+                          ssh_auth_sock=sock)
 
     def test_no_ssh_no_change(self) -> None:
         p = self.build(egress={"allow": ["example.com"]})
@@ -320,7 +320,7 @@ class DockerSshTest(unittest.TestCase):
     def test_known_uid_or_unreadable_passwd_leaves_it_alone(self) -> None:
         p = self.plan(4321)
         self.assertNotIn("etc/passwd", docker.ssh_files(passwd_runner(b"me:x:4321:4321::/:/bin/sh\n"), p,  # type: ignore[arg-type]
-                                                        p.container("agent")))  # fmt: skip
+                                                        p.container("agent")))
         with mock.patch("claude_bottle.session.warn") as warn:
             files = docker.ssh_files(passwd_runner(None), p, p.container("agent"))  # type: ignore[arg-type]
         self.assertNotIn("etc/passwd", files)
@@ -370,7 +370,7 @@ class FakeProxy:
 
 class HelperTest(unittest.TestCase):
     def run_helper(self, argv: list[str], environ: dict[str, str], stdin: bytes = b"",
-                   timeout: float = 5.0) -> tuple[int, bytes, str]:  # fmt: skip
+                   timeout: float = 5.0) -> tuple[int, bytes, str]:
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         os.write(in_w, stdin)
@@ -408,12 +408,12 @@ class HelperTest(unittest.TestCase):
     def test_refused_by_the_bundle(self) -> None:
         body = b"claude-bottle: blocked: port 2222 not allowed for 10.0.0.5\n"
         proxy = self.proxy(b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
-                           % (len(body), body))  # fmt: skip
+                           % (len(body), body))
         code, out, err = self.run_helper(["10.0.0.5", "2222"], proxy.env())
         self.assertEqual((code, out), (1, b""))
         self.assertEqual(err.count("\n"), 1)
         self.assertIn("bottle-connect: 10.0.0.5:2222 refused by the bottle's egress rules (403: claude-bottle: "
-                      "blocked: port 2222 not allowed for 10.0.0.5)", err)  # fmt: skip
+                      "blocked: port 2222 not allowed for 10.0.0.5)", err)
         self.assertIn('"ssh://10.0.0.5:2222"', err)
 
     def test_other_failures_reported_by_the_proxy(self) -> None:
@@ -437,7 +437,7 @@ class HelperTest(unittest.TestCase):
             (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 3000, "no end of headers"),
             (b"HTTP/1.1 200 OK\r\n", "closed the connection before answering"),
             (b"", "closed the connection before answering"),
-        ):  # fmt: skip
+        ):
             with self.subTest(reply=reply[:30]):
                 code, out, err = self.run_helper(["10.0.0.5", "22"], self.proxy(reply).env())
                 self.assertEqual((code, out), (1, b""))
@@ -458,7 +458,7 @@ class HelperTest(unittest.TestCase):
 
     def test_usage_errors(self) -> None:
         for argv in (["h"], ["h", "22", "x"], ["h\r\nX-Evil: 1", "22"], ["h", "0"], ["h", "65536"], ["h", "ssh"],
-                     ["", "22"], ["h/x", "22"]):  # fmt: skip
+                     ["", "22"], ["h/x", "22"]):
             with self.subTest(argv=argv):
                 self.assertEqual(self.run_helper(argv, {"HTTPS_PROXY": "http://127.0.0.1:9"})[0], 2)
 

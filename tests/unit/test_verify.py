@@ -30,7 +30,7 @@ TARGETS = verify.Targets("198.51.100.7", "2001:db8::7", "outside.verify.test", "
 def _plan(doc: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> plan.Plan:
     doc = {"name": "demo", **(doc or {})}
     return plan.build(manifest.parse(doc, "/nowhere/m.json"), SESSION, uid=1000, gid=1000, environ=environ or {},
-                      placeholder_seed="seed")  # fmt: skip
+                      placeholder_seed="seed")
 
 
 def _by_name(checks: tuple[verify.Check, ...], name: str) -> list[verify.Check]:
@@ -41,7 +41,7 @@ RICH = {"egress": {"allow": ["api.example.com", "*.cdn.example.org", "10.0.0.5:5
                              "docs.example.net"],
                    "dlp": {"hosts": {"docs.example.net": "skip"}}},
         "secrets": {"TOKEN": {"from_env": "TOKEN",
-                              "inject": {"hosts": ["api.example.com"], "header": "authorization"}}}}  # fmt: skip
+                              "inject": {"hosts": ["api.example.com"], "header": "authorization"}}}}
 
 
 class BatteryTest(unittest.TestCase):
@@ -53,12 +53,12 @@ class BatteryTest(unittest.TestCase):
         self.assertEqual(names, {
             "direct TCP", "direct UDP (a DNS query)", "ICMP echo", "DNS lookup", "IPv6", "cloud metadata, direct",
             "cloud metadata, via proxy", "bundle's other ports", "bundle, not as a proxy", "host no rule names",
-            "port no rule names", "placeholder, wrong host", "fake secret in a body"})  # fmt: skip
+            "port no rule names", "placeholder, wrong host", "fake secret in a body"})
 
     def test_one_reach_check_per_rule_and_ids_are_unique(self) -> None:
         reach = [c for c in self.checks if c.kind == "reach"]
         self.assertEqual([c.target for c in reach], ["api.example.com", "*.cdn.example.org", "10.0.0.5:5432",
-                                                     "ssh://git.example.com", "docs.example.net"])  # fmt: skip
+                                                     "ssh://git.example.com", "docs.example.net"])
         self.assertEqual(len({c.id for c in self.checks}), len(self.checks))
         web, wildcard, tcp, sshc = (c.spec() for c in reach[:4])
         self.assertEqual((web["mode"], web["port"], web["fallback_port"]), ("tls", 443, 80))
@@ -69,7 +69,7 @@ class BatteryTest(unittest.TestCase):
         direct = {c.target: c.spec() for c in self.checks if c.judge in ("net", "icmp", "ipv6", "dns")}
         self.assertEqual(sorted(direct), sorted(["198.51.100.7:443", "198.51.100.7:80", "198.51.100.7:53",
                                                  "198.51.100.7", "outside.verify.test", "[2001:db8::7]:443",
-                                                 "169.254.169.254:80"]))  # fmt: skip
+                                                 "169.254.169.254:80"]))
         udp = direct["198.51.100.7:53"]
         self.assertEqual(bytes.fromhex(udp["payload"]), verify.dns_query("outside.verify.test"))
 
@@ -78,12 +78,12 @@ class BatteryTest(unittest.TestCase):
         self.assertEqual((scan["host"], scan["skip"]), ("bundle", [plan.PROXY_PORT]))
         targets = [c.target for c in _by_name(self.checks, "bundle, not as a proxy")]
         self.assertEqual(targets, ["GET /health, Host: 127.0.0.1:8888", "GET http://127.0.0.1:8888/health",
-                                   "CONNECT 127.0.0.1:8888", "GET http://mitm.it/"])  # fmt: skip
+                                   "CONNECT 127.0.0.1:8888", "GET http://mitm.it/"])
 
     def test_an_unnamed_port_for_every_allowed_host(self) -> None:
         ports = {c.spec()["host"]: c.spec()["port"] for c in _by_name(self.checks, "port no rule names")}
         self.assertEqual(ports, {"api.example.com": 8443, "cdn.example.org": 8443, "10.0.0.5": 8443,
-                                 "git.example.com": 8443, "docs.example.net": 8443})  # fmt: skip
+                                 "git.example.com": 8443, "docs.example.net": 8443})
         p = _plan({"egress": {"allow": ["a.example.com:8443", "a.example.com:8081"]}})
         self.assertEqual([c.spec()["port"] for c in _by_name(verify.battery(p, TARGETS), "port no rule names")], [2222])
 
@@ -102,7 +102,7 @@ class BatteryTest(unittest.TestCase):
 
     def test_placeholder_is_na_without_secrets(self) -> None:
         (check,) = _by_name(verify.battery(_plan({"egress": {"allow": ["a.example.com"]}}), TARGETS),
-                            "placeholder, wrong host")  # fmt: skip
+                            "placeholder, wrong host")
         self.assertEqual(check.na, "the plan has no secrets")
 
     def test_fake_secret_to_every_scanned_host_only(self) -> None:
@@ -145,7 +145,7 @@ class HelpersTest(unittest.TestCase):
         dlp = {"default": "scan", "hosts": [
             {"host": "example.com", "wildcard": True, "mode": "warn"},
             {"host": "a.example.com", "wildcard": True, "mode": "skip"},
-            {"host": "b.a.example.com", "wildcard": False, "mode": "scan"}]}  # fmt: skip
+            {"host": "b.a.example.com", "wildcard": False, "mode": "scan"}]}
         hosts = ("b.a.example.com", "c.a.example.com", "example.com", "other.org")
         self.assertEqual([verify.dlp_mode(dlp, h) for h in hosts], ["scan", "skip", "warn", "scan"])
 
@@ -169,7 +169,7 @@ class JudgeTest(unittest.TestCase):
                  ({"stage": "connect", "errno": "ECONNREFUSED"}, verify.OPEN),  # a reset came back: a route exists
                  ({"stage": "recv", "timeout": True, "seconds": 8}, verify.OPEN),  # sent, and nothing said no
                  ({"stage": "recv", "reply": True, "bytes": 33}, verify.OPEN),
-                 ({"stage": "connect", "errno": "ECONNRESET"}, verify.OPEN)]  # fmt: skip
+                 ({"stage": "connect", "errno": "ECONNRESET"}, verify.OPEN)]
         for observed, want in cases:
             self.assertEqual(self.result("net", observed), want, observed)
 
@@ -191,7 +191,7 @@ class JudgeTest(unittest.TestCase):
 
     def test_through_the_proxy_only_the_bundles_own_403_is_a_refusal(self) -> None:
         self.assertEqual(self.result("blocked", {"status": 403, "body": BLOCKED + "host not in allowlist"}),
-                         verify.REFUSED)  # fmt: skip
+                         verify.REFUSED)
         for observed in ({"status": 200, "body": "ok"}, {"status": 403, "body": "Forbidden (the server's own)"},
                          {"status": 502, "body": "claude-bottle: upstream failed: x"}, {"status": None, "error": "x"}):
             self.assertEqual(self.result("blocked", observed), verify.OPEN, observed)
@@ -199,10 +199,10 @@ class JudgeTest(unittest.TestCase):
     def test_placeholder_and_dlp_need_their_own_reason(self) -> None:
         host = {"status": 403, "body": BLOCKED + "host not in allowlist"}
         self.assertEqual(self.result("placeholder", {"status": 403, "body": BLOCKED + "placeholder for secret T ..."}),
-                         verify.REFUSED)  # fmt: skip
+                         verify.REFUSED)
         self.assertEqual(self.result("placeholder", host), verify.OPEN)
         self.assertEqual(self.result("dlp", {"status": 403, "body": BLOCKED + "secret detected by gitleaks: aws"}),
-                         verify.REFUSED)  # fmt: skip
+                         verify.REFUSED)
         self.assertEqual(self.result("dlp", {"status": 403, "body": BLOCKED + "DLP scan failed: x"}), verify.REFUSED)
         self.assertEqual(self.result("dlp", host), verify.OPEN)
         self.assertEqual(self.result("dlp", {"status": 200, "body": "thanks", "via": "https"}), verify.OPEN)
@@ -210,9 +210,9 @@ class JudgeTest(unittest.TestCase):
     def test_reach(self) -> None:
         self.assertEqual(self.result("reach", {"status": 404, "body": "nope", "via": "https"}, "reach"), verify.REACHED)
         self.assertEqual(self.result("reach", {"status": 502, "body": "claude-bottle: upstream failed: x",
-                                               "via": "connect"}, "reach"), verify.UNREACHABLE)  # fmt: skip
+                                               "via": "connect"}, "reach"), verify.UNREACHABLE)
         self.assertEqual(self.result("reach", {"status": None, "error": "timeout", "via": "https"}, "reach"),
-                         verify.UNREACHABLE)  # fmt: skip
+                         verify.UNREACHABLE)
         ssh = _outcome("reach", {"status": 200, "via": "connect", "banner": "SSH-2.0-OpenSSH_9.2\r\n"}, "reach")
         self.assertEqual(ssh.result, verify.REACHED)
         self.assertIn("SSH-2.0", ssh.detail)
@@ -230,7 +230,7 @@ class JudgeTest(unittest.TestCase):
 
 def _outcomes(*results: tuple[str, str]) -> tuple[verify.Outcome, ...]:
     return tuple(verify.Outcome(verify.Check(f"{k}:{i}", k, f"check {i}", f"target-{i}"), r, f"detail {i}")
-                 for i, (k, r) in enumerate(results))  # fmt: skip
+                 for i, (k, r) in enumerate(results))
 
 
 class ExitAndOutputTest(unittest.TestCase):
@@ -256,16 +256,16 @@ class ExitAndOutputTest(unittest.TestCase):
         long = verify.Outcome(verify.Check("a", "escape", "c", "t" * 100), verify.REFUSED, "d")
         self.assertIn("t" * 45 + "...", verify.render_text("demo", (long,)))
         self.assertEqual(json.loads(verify.render_json("demo", SESSION, TARGETS, (long,)))["checks"][0]["target"],
-                         "t" * 100)  # fmt: skip
+                         "t" * 100)
 
     def test_json_for_machines_never_holds_the_key(self) -> None:
         outcomes = verify.judge_all(verify.battery(_plan(RICH), TARGETS), {})
         doc = json.loads(verify.render_json("demo", SESSION, TARGETS, outcomes))
         self.assertEqual((doc["bottle"], doc["session"], doc["passed"]), ("demo", SESSION, False))
         self.assertEqual(doc["targets"], {"outside": "198.51.100.7", "outside6": "2001:db8::7",
-                                          "outside_name": "outside.verify.test"})  # fmt: skip
+                                          "outside_name": "outside.verify.test"})
         self.assertEqual(set(doc["checks"][0]), {"id", "kind", "check", "target", "result", "failed", "detail",
-                                                 "observed"})  # fmt: skip
+                                                 "observed"})
         escapes = sum(c["kind"] == "escape" for c in doc["checks"])
         self.assertEqual(doc["escapes"]["error"] + doc["escapes"]["n/a"], escapes)  # no observations: nothing passes
         self.assertNotIn(TARGETS.fake_key, json.dumps(doc))
@@ -294,7 +294,7 @@ class CommandTest(unittest.TestCase):
         self.assertIsNone(command.parse_output("nothing here"))
         self.assertIsNone(command.parse_output(verify.MARKER + "{broken"))
         docker_said = ('Error response from daemon: failed to create shim task: OCI runtime create failed: exec: '
-                       '"python3": executable file not found in $PATH: unknown')  # fmt: skip
+                       '"python3": executable file not found in $PATH: unknown')
         self.assertTrue(command.no_python(docker_said))
         self.assertTrue(command.no_python("[FATAL tini (7)] exec python3 failed: No such file or directory\n"))
         self.assertTrue(command.no_python("/usr/local/bin/docker-entrypoint.sh: exec: python3: not found"))
@@ -331,13 +331,13 @@ class CommandRunTest(unittest.TestCase):
             if argv[:3] == ["docker", "start", "--attach"]:
                 spec = _spec_from(fake)
                 return ok("starting\n" + verify.MARKER + json.dumps({"observations": {
-                    c["id"]: _refused(c, leak) for c in spec["checks"]}}) + "\n")  # fmt: skip
+                    c["id"]: _refused(c, leak) for c in spec["checks"]}}) + "\n")
             return None
 
         fake = FakeRunner(handler)
         out, err = io.StringIO(), io.StringIO()
         with mock.patch.object(command, "SubprocessRunner", lambda: fake), contextlib.redirect_stdout(out), \
-                contextlib.redirect_stderr(err):  # fmt: skip
+                contextlib.redirect_stderr(err):
             code = cli.main(["verify", self.write(doc), "--format", fmt, "--outside", "192.0.2.9"])
         return code, out.getvalue(), err.getvalue(), fake
 
@@ -357,7 +357,7 @@ class CommandRunTest(unittest.TestCase):
         self.assertNotIn("--interactive", started[0])
         names = _tar_names(fake)
         self.assertTrue({"etc/claude-bottle/ca.pem", "etc/claude-bottle/verify_probe.py",
-                         "etc/claude-bottle/verify.json"} <= names, names)  # fmt: skip
+                         "etc/claude-bottle/verify.json"} <= names, names)
         self.assertTrue(any(c[:3] == ["docker", "ps", "--all"] for c in fake.calls))  # teardown by label ran
 
     def test_one_escape_fails_the_run(self) -> None:
@@ -382,7 +382,7 @@ class CommandRunTest(unittest.TestCase):
             code = cli.main(["verify", self.write({"name": "demo", "runtime": "smolmachines"})])
         self.assertEqual(code, 2)
         self.assertIn("runtime: verify supports the docker runtime only; smolmachines is not supported yet",
-                      err.getvalue())  # fmt: skip
+                      err.getvalue())
         self.assertEqual(fake.calls, [])
 
     def test_an_image_without_python_is_exit_2(self) -> None:
@@ -471,7 +471,7 @@ class ProbeHelpersTest(unittest.TestCase):
         proxy = f"http://127.0.0.1:{server.getsockname()[1]}"
         refused = probe.http_check({"proxy": proxy, "mode": "connect", "host": "2001:db8::1", "port": 443})
         plain = probe.http_check({"proxy": proxy, "mode": "absolute", "host": "a.example", "port": 80,
-                                  "path": "/x", "method": "POST", "body": "{}"})  # fmt: skip
+                                  "path": "/x", "method": "POST", "body": "{}"})
         self.assertEqual((refused["status"], refused["via"]), (403, "connect"))
         self.assertEqual((plain["status"], plain["via"]), (403, "http"))
         self.assertTrue(got[0].startswith(b"CONNECT [2001:db8::1]:443 HTTP/1.1\r\n"))

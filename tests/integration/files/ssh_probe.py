@@ -28,7 +28,7 @@ def run(argv: list[str], timeout: float = 90, **kw: object) -> dict[str, object]
 def first_bytes_unprompted(host: str, port: str) -> dict[str, object]:
     """Open a tunnel and send nothing: does a server that speaks first get its greeting through?"""
     proc = subprocess.Popen(["/etc/claude-bottle/bottle-connect", host, port], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     # stdin stays open and silent: a client that waits for the server, as SMTP or MySQL clients do.
     ready, _, _ = select.select([proc.stdout], [], [], 15)
@@ -74,5 +74,5 @@ results["other_host_clone"] = run(["git", "clone", f"ssh://git@{other}/srv/repo.
 results["unknown_host_key"] = run(["ssh", *BATCH, "-o", "UserKnownHostsFile=/dev/null", f"git@{allowed}", "true"])
 results["server_speaks_first"] = first_bytes_unprompted(allowed, "22")
 results["private_keys"] = private_keys_under("/etc/claude-bottle", "/etc/ssh", os.environ.get("HOME", "/"),
-                                             "/workspace", "/tmp", "/run/claude-bottle")  # fmt: skip
+                                             "/workspace", "/tmp", "/run/claude-bottle")
 print("PROBE-RESULT " + json.dumps(results))
