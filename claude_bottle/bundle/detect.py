@@ -11,49 +11,66 @@ sibling module `detect` (no package-relative imports, like policy.py and dlp.py)
 
 Nothing here returns, logs or keeps a matched value: a Finding names the rule, where it was (the
 request's "url", a "header" or the "body") and the decoding layers that reached it ("base64>gzip").
+scan() must see the request as the agent sent it: before credentials are injected.
 
-How a request is read. Every part is a *view*: the URL and its components, each header value (a
-Basic credential decoded), the body. A view is normalised (zero-width and other invisible characters
-dropped, NFKC for non-ASCII text, the session's placeholders masked) and, when it is JSON, read as
-JSON (every key and string, escapes undone, duplicate keys kept). Detectors run on each view; then
-decoders look for layers inside it (percent-encoding, base64 std/url-safe with or without padding
-and wrapped over lines, hex plain or delimited or as \\x escapes, base32, HTML entities, \\u
-escapes) and for binary layers (gzip, zlib, raw deflate, bzip2, xz, zip members, git packs,
-UTF-16 with or without a BOM), and each decoded layer is a view again, up to MAX_DEPTH layers deep.
-Decoded text costs budget: one request may decode 1 MiB plus 4 times its own size (at most 24
-MiB), and a compressed stream may inflate to INFLATE_MAX; past either the request gets the finding
-"decode-limit" (failing closed: a zip bomb is refused, never inflated).
+How a request is read. Every part is a view: the URL and its path segments and query values, each
+header value (a Basic credential decoded; the values of non-standard headers also joined, for a
+token split over two of them), the body. A view is normalised (zero-width and other invisible
+characters dropped, NFKC for non-ASCII text, the session's placeholders and anything shaped like a
+placeholder masked) and, when it is JSON or JSON lines, read as JSON (every key and string, escapes
+undone, duplicate keys kept, byte arrays turned back into bytes). Detectors run on each view; then
+decoders look for layers inside it: percent-encoding, HTML entities and \\u / \\x escapes (token by
+token), base64 in both alphabets with or without padding and wrapped over lines, hex (plain, with
+: - space , . | between bytes, as \\x or 0x, xxd and hexdump -C dumps), base32, string
+concatenations ("ab" + "cd"), and binary layers (gzip, zlib, raw deflate, bzip2, xz, zip members,
+the objects of a git pack, UTF-16 with or without a BOM, and the printable strings of other binary
+data). Each decoded layer is a view again, up to MAX_DEPTH layers deep.
+
+Bounds: one request may decode 1 MiB plus 8 times its own size (at most BUDGET_MAX) plus twice what
+it inflates, a compressed stream may inflate to INFLATE_MAX and all of them to INFLATE_TOTAL, and a
+request is read as at most MAX_VIEWS texts. Past any of
+them the request gets the finding "decode-limit": a zip bomb is refused, never inflated. Candidates
+are cut out with str.translate and split (C speed) and whole-text patterns start with a literal or
+a narrow class, so the cost is about 0.3 ms for a 1 KiB body and grows linearly (about 0.2 ms a
+KiB on one core of these machines).
 
 The detectors, each general, validated where the format has a check:
-- provider tokens by prefix (a table: GitHub, GitLab, Slack, Stripe, OpenAI, Anthropic, Google,
-  AWS, npm, PyPI, Hugging Face, ...), with body length and charset, GitHub's and npm's CRC32
-  checksum, and the token's left edge only (a token followed by anything still counts), also when
-  a line break or a string concatenation splits it;
-- AWS secret access keys without a prefix: 40 characters that look random (mixed classes, many
-  class changes, high entropy), more readily next to an access key id or an AWS key name;
-- secrets in config and environment dumps: KEY=VALUE, `export K=V`, YAML, JSON, TOML, INI, XML
-  elements, `--password=x`, CSV header and rows, .netrc, name/value pairs (Kubernetes env lists),
-  SQL `IDENTIFIED BY`, connection strings (scheme://user:password@host): the key's name must say
-  secret and the value must look like one (see _value_is_secret: not a variable reference,
-  template, placeholder word, code expression, path, URL, e-mail, number or plain words);
-- private keys: PEM (RSA, EC, DSA, OpenSSH, PKCS#8, encrypted, PGP), PuTTY, age, OpenSSH and DER
-  key bodies without their armour;
-- JWTs that look live (a signature of the algorithm's length, alg not none, an expiry in the future
-  or a recent issue time) anywhere but an Authorization or Cookie header, where a token is how
-  normal API authentication works;
-- card numbers (13 to 19 digits in the usual groupings, a known IIN range, Luhn), IBANs (country
-  length, mod 97), crypto wallets and keys (Base58Check addresses, WIF and BIP-32 extended keys,
-  bech32/bech32m addresses and nostr secret keys, Ethereum addresses with an EIP-55 checksum) and
-  BIP-39 seed phrases (12 to 24 words of the English list; the checksum is verified, and a run of
-  exactly 12, 15, 18, 21 or 24 list words counts even without it);
-- high-entropy URL path segments and query values (hashes, UUIDs, content addresses and the
-  parameters of signed URLs pass), and hex or base32 text in them.
+- provider tokens by prefix (a table of about 170 prefixes: GitHub, GitLab, Slack, Stripe, OpenAI,
+  Anthropic, Google, AWS, npm, PyPI, Hugging Face, DigitalOcean, Shopify, SendGrid, Twilio, Vault,
+  Doppler, Grafana, ...; Discord bot tokens and Telegram bot tokens by their structure), with the
+  body's length and charset and GitHub's and npm's CRC32; a token needs a left edge only (what
+  follows it does not matter), and none at all when its checksum holds; also when a line break or
+  a string concatenation splits it;
+- AWS secret access keys without a prefix: 40 characters that look random (upper and lower case and
+  digits, many class changes, high entropy, not words, not base64 of text, not a JWT segment or a
+  line of a base64 block), more readily next to an access key id or an AWS key name;
+- secrets in config and environment dumps: KEY=VALUE, `export K=V`, YAML, JSON, TOML, INI,
+  properties, XML elements and attributes, HTTP header dumps, `--password x`, CSV header and rows,
+  .netrc, name/value pairs (Kubernetes and ECS env lists), SQL `IDENTIFIED BY`, command lines
+  (mysql -p, sshpass -p, curl -u), connection strings (scheme://user:password@host): the key's
+  name must say secret (key_is_secret) and the value must look like one (_value_is_secret: not a
+  variable reference, template, placeholder, code expression, path, URL, e-mail, date, number,
+  hash, UUID under a weak key, or words);
+- private keys: PEM (RSA, EC, DSA, OpenSSH, PKCS#8, encrypted, PGP), PuTTY, age, and OpenSSH and
+  DER key bodies without their armour;
+- JWTs that look live (alg not none, a signature of the algorithm's length, an expiry in the
+  future or a recent issue time) anywhere but an Authorization or Cookie header, where a token is
+  how normal API authentication works;
+- card numbers (13 to 19 digits bare or in the usual groups, a known IIN range and length, Luhn),
+  IBANs (registry length, mod 97; also lowercase), crypto wallets and keys (Base58Check addresses,
+  WIF and BIP-32 extended keys, bech32/bech32m addresses and nostr secret keys, Ethereum addresses
+  with an EIP-55 checksum) and BIP-39 seed phrases (12 to 24 words of the English list: a run of
+  exactly 12, 15, 18, 21 or 24 varied list words, or a checksum-valid phrase inside a longer run);
+- high-entropy URL path segments and query values, and hex or base32 text in them (hashes, UUIDs,
+  typed ids like cus_..., content addresses, static assets named by a hash and the parameters of
+  signed and paginated URLs pass).
 
 Documentation sample keys are credentials here: gitleaks allowlists AWS's own example pair (the
 access key id ending in EXAMPLE and the secret ending in EXAMPLEKEY), but a string shaped exactly
 like a credential and sent out by an agent is exfiltration whatever it says, and an allowlist of
-well-known strings is a hole anyone can read. Nothing in this module excuses a value by its
-content being famous.
+well-known strings is a hole anyone can read. Nothing in this module excuses a value for being
+famous: placeholder words ("your-key-here", "changeme") excuse a value only when what is left
+without them is not random, and test card numbers and Stripe test keys count like real ones.
 """
 
 from __future__ import annotations
@@ -83,9 +100,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 WORDLIST = os.path.join(HERE, "bip39_english.txt")
 
 MAX_DEPTH = 6  # decoding layers below a view as sent (chains of three and more are common)
-BUDGET_BASE = 1 << 20  # decoded bytes one request may produce: this, plus 4x its own size ...
-BUDGET_MAX = 24 << 20  # ... up to this
-INFLATE_MAX = 4 << 20  # what one compressed stream may inflate to
+BUDGET_BASE = 1 << 20  # decoded bytes one request may produce: this, plus 8x its own size ...
+BUDGET_MAX = 40 << 20  # ... up to this
+INFLATE_MAX = 16 << 20  # what one compressed stream may inflate to (a package tarball, not a bomb)
+INFLATE_TOTAL = 32 << 20  # what all the compressed streams of one request may inflate to
 ZIP_MEMBERS = 64  # members of one zip archive that are read
 MAX_VIEWS = 20000  # texts one request may be read as (each decoded piece is one); past it: decode-limit
 MIN_B64 = 16  # shortest base64 / base32 token worth decoding
@@ -227,8 +245,19 @@ _NONPRINT_BYTES = bytes(c for c in range(256) if c < 0x20 and c not in (9, 10, 1
 # '%' is kept inside runs so that a percent-encoded string is one run (the decoded layer has its pieces)
 _B64CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-%")
 _IDCHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.~$")
-_B64_TABLE = {c: " " for c in range(128) if chr(c) not in _B64CHARS}
-_ID_TABLE = {c: " " for c in range(128) if chr(c) not in _IDCHARS}
+def _table(keep: Callable[[str], str], other: str = " ") -> bytes:
+    """A bytes.translate table: ASCII mapped by keep, the rest (non-ASCII text) to `other`."""
+    return bytes(ord(keep(chr(c))) if c < 128 else ord(other) for c in range(256))
+
+
+def _tr(text: str, table: bytes) -> str:
+    """str.translate at bytes speed, one character for one (str.translate with a dict falls to a
+    slow path on non-ASCII text): non-Latin-1 characters map as '?' does, positions stay."""
+    return text.encode("latin-1", "replace").translate(table).decode("latin-1")
+
+
+_B64_TABLE = _table(lambda c: c if c in _B64CHARS else " ")
+_ID_TABLE = _table(lambda c: c if c in _IDCHARS else " ")
 
 
 class _Parts:
@@ -245,7 +274,7 @@ class _Parts:
     @property
     def low(self) -> str:
         if self._low is None:
-            self._low = self.text.lower() if self.text.isascii() else self.text.translate(_ASCII_LOWER)
+            self._low = self.text.lower() if self.text.isascii() else _tr(self.text, _LOWER)
         return self._low
 
     @property
@@ -254,7 +283,7 @@ class _Parts:
         that is not padding."""
         if self._b64 is None:
             out: set[str] = set()
-            for t in self.text.translate(_B64_TABLE).split():
+            for t in _tr(self.text, _B64_TABLE).split():
                 if len(t) >= 16:
                     if "=" in t.rstrip("="):
                         out.update(p for p in t.split("=") if len(p) >= 16)
@@ -267,7 +296,7 @@ class _Parts:
     def ids(self) -> list[str]:
         """Runs of token characters (letters, digits, _ - . ~ $) of 8 and more, each once."""
         if self._ids is None:
-            self._ids = list({u for t in self.text.translate(_ID_TABLE).split() if len(u := t.rstrip(".")) >= 8})
+            self._ids = list({u for t in _tr(self.text, _ID_TABLE).split() if len(u := t.rstrip(".")) >= 8})
         return self._ids
 
 
@@ -352,7 +381,7 @@ _KECCAK_RC = (
     0x000000008000808B, 0x800000000000008B, 0x8000000000008089, 0x8000000000008003,
     0x8000000000008002, 0x8000000000000080, 0x000000000000800A, 0x800000008000000A,
     0x8000000080008081, 0x8000000000008080, 0x0000000080000001, 0x8000000080008008,
-)  # fmt: skip
+)
 _KECCAK_ROT = ((0, 36, 3, 41, 18), (1, 44, 10, 45, 2), (62, 6, 43, 15, 61), (28, 55, 25, 21, 56), (27, 20, 39, 8, 14))
 _M64 = (1 << 64) - 1
 
@@ -404,7 +433,7 @@ _IBAN_LENGTHS = {
     "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22,
     "RU": 33, "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25,
     "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
-}  # fmt: skip  (the SWIFT IBAN registry's lengths)
+}  # (the SWIFT IBAN registry's lengths)
 
 
 def _iban_ok(s: str) -> bool:
@@ -487,21 +516,21 @@ _TOKENS: tuple[_Tok, ...] = (
     _Tok("github-token", ("github_pat_",), r"[A-Za-z0-9]{20,30}_[A-Za-z0-9]{50,70}"),
     _Tok("gitlab-token", ("glpat-", "gldt-", "glrt-", "glptt-", "glsoat-", "glcbt-", "glimt-", "glagent-",
                           "glffct-", "gloas-", "glft-", "glwt-", "GR1348941"), r"[A-Za-z0-9_\-.]{20,300}",
-         check=_randomish),  # fmt: skip
+         check=_randomish),
     _Tok("slack-token", ("xoxb-", "xoxp-", "xoxa-", "xoxo-", "xoxs-", "xoxr-"),
-         r"(?:\d{6,15}-){1,3}[A-Za-z0-9]{16,64}|[0-9A-Za-z\-]{10,250}(?<=[A-Za-z0-9]{10})", check=_slack_ok),  # fmt: skip
+         r"(?:\d{6,15}-){1,3}[A-Za-z0-9]{16,64}|[0-9A-Za-z\-]{10,250}(?<=[A-Za-z0-9]{10})", check=_slack_ok),
     _Tok("slack-token", ("xoxe.xoxp-", "xoxe.xoxb-", "xoxe-"), r"\d-[A-Za-z0-9]{60,300}"),
     _Tok("slack-token", ("xapp-",), r"\d-[A-Z0-9]{8,14}-\d{8,15}-[A-Za-z0-9]{32,80}"),
     _Tok("slack-webhook", ("hooks.slack.com/services/", "hooks.slack.com/workflows/"),
-         r"T[A-Z0-9]{6,}/[AB][A-Z0-9]{6,}/[A-Za-z0-9]{16,}"),  # fmt: skip
+         r"T[A-Z0-9]{6,}/[AB][A-Z0-9]{6,}/[A-Za-z0-9]{16,}"),
     _Tok("discord-webhook", ("discord.com/api/webhooks/", "discordapp.com/api/webhooks/"),
-         r"\d{15,22}/[A-Za-z0-9_\-]{50,80}"),  # fmt: skip
+         r"\d{15,22}/[A-Za-z0-9_\-]{50,80}"),
     _Tok("stripe-key", ("sk_live_", "sk_test_", "rk_live_", "rk_test_", "sk_prod_", "whsec_"),
-         r"[A-Za-z0-9]{16,255}", check=_randomish),  # fmt: skip
+         r"[A-Za-z0-9]{16,255}", check=_randomish),
     _Tok("anthropic-key", ("sk-ant-",), r"[a-z]{2,10}\d{0,3}-[A-Za-z0-9_\-]{20,300}"),
     _Tok("openrouter-key", ("sk-or-v1-", "sk-or-"), r"[A-Fa-f0-9]{48,80}"),
     _Tok("openai-key", ("sk-proj-", "sk-svcacct-", "sk-admin-", "sk-None-"), r"[A-Za-z0-9_\-]{30,300}",
-         check=_randomish),  # fmt: skip
+         check=_randomish),
     _Tok("api-key", ("sk-",), r"[A-Za-z0-9]{20,200}(?:[_\-][A-Za-z0-9]{4,200})*", check=_randomish),
     _Tok("openai-key", ("T3BlbkFJ",), r"[A-Za-z0-9_\-]{10,200}"),  # "OpenAI" in base64, inside their keys
     _Tok("google-api-key", ("AIza",), r"[A-Za-z0-9_\-]{35}", exact=True),
@@ -526,7 +555,7 @@ _TOKENS: tuple[_Tok, ...] = (
     _Tok("postman-key", ("PMAK-",), r"[a-f0-9]{24}-[a-f0-9]{34}"),
     _Tok("vault-token", ("hvs.", "hvb.", "hvr."), r"[A-Za-z0-9_\-]{24,400}", check=_randomish),
     _Tok("doppler-token", ("dp.pt.", "dp.st.", "dp.sa.", "dp.ct.", "dp.scim.", "dp.audit."),
-         r"(?:[a-z0-9_]{1,20}\.)?[A-Za-z0-9]{40,60}"),  # fmt: skip
+         r"(?:[a-z0-9_]{1,20}\.)?[A-Za-z0-9]{40,60}"),
     _Tok("sentry-token", ("sntrys_", "sntryu_"), r"[A-Za-z0-9_=+/]{30,400}"),
     _Tok("grafana-token", ("glc_",), r"[A-Za-z0-9+/]{32,400}={0,2}"),
     _Tok("grafana-token", ("glsa_",), r"[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}"),
@@ -584,11 +613,11 @@ _TOKENS: tuple[_Tok, ...] = (
     _Tok("harness-token", ("pat.", "sat."), r"[A-Za-z0-9_\-]{22}\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{20}"),
     _Tok("telegram-bot-token", (":AA",), r"[A-Za-z0-9_\-]{33}", exact=True),
     _Tok("twitter-bearer-token", ("AAAAAAAAAAAAAAAAAAAAA",), r"[A-Za-z0-9%]{30,200}",
-         check=lambda b: "%" in b and _randomish(b) and b.count("A") < len(b) // 3),  # fmt: skip
+         check=lambda b: "%" in b and _randomish(b) and b.count("A") < len(b) // 3),
     _Tok("private-key", ("b3BlbnNzaC1rZXktdjE",), r"[A-Za-z0-9+/=]{40,}"),  # "openssh-key-v1" in base64
 )
 _LEFT_FREE = {":AA", ":APA91b", ".atlasv1.", "hooks.slack.com/services/", "hooks.slack.com/workflows/",
-              "discord.com/api/webhooks/", "discordapp.com/api/webhooks/", "T3BlbkFJ", "8Q~", "7Q~"}  # fmt: skip
+              "discord.com/api/webhooks/", "discordapp.com/api/webhooks/", "T3BlbkFJ", "8Q~", "7Q~"}
 # What must come right before these instead (the part a left edge would cut off).
 _LEFT_BEFORE = {
     ":AA": re.compile(r"(?<![A-Za-z0-9])\d{6,12}$"),  # telegram: the bot's numeric id
@@ -719,6 +748,7 @@ def _token_at(text: str, start: int, tok: _Tok, body: re.Pattern[str], ok_left: 
 _PEM = re.compile(r"-----BEGIN[ A-Z0-9]{0,30}PRIVATE KEY(?: BLOCK)?-----")
 _PEM_BODY = re.compile(r"(?:[A-Za-z0-9+/=]|\\[nr]|\s|[\"'`,+]|Proc-Type:[^\n]*|DEK-Info:[^\n]*|Comment:[^\n]*|Version:[^\n]*)*")
 _PPK = re.compile(r"PuTTY-User-Key-File-\d+:")
+_PPK_BODY = re.compile(r"Private-Lines: *\d+ *\r?\n[A-Za-z0-9+/=]{16,}")
 
 
 def _private_keys(text: str) -> Iterator[str]:
@@ -727,7 +757,7 @@ def _private_keys(text: str) -> Iterator[str]:
         if body is not None and len(re.sub(r"[^A-Za-z0-9+/=]|\\[nr]", "", body.group())) >= 64:
             yield "private-key"
             return
-    if "PuTTY-User-Key-File-" in text and _PPK.search(text) and "Private-Lines:" in text:
+    if "PuTTY-User-Key-File-" in text and _PPK.search(text) and _PPK_BODY.search(text):
         yield "private-key"
 
 
@@ -745,7 +775,7 @@ def _binary_keys(data: bytes) -> bool:
 
 _JWT = re.compile(r"eyJ(?<![A-Za-z0-9_\-]eyJ)[A-Za-z0-9_\-]{8,2000}\.eyJ[A-Za-z0-9_\-]{8,8000}\.([A-Za-z0-9_\-]{0,1400})")
 _JWT_SIG = {"HS256": 32, "HS384": 48, "HS512": 64, "ES256": 64, "ES384": 96, "ES512": 132, "ES256K": 64,
-            "EdDSA": 64, "Ed25519": 64}  # fmt: skip  RS*/PS*: the modulus' length, 128 bytes and more
+            "EdDSA": 64, "Ed25519": 64}  # RS*/PS*: the modulus' length, 128 bytes and more
 
 
 def _b64url_json(seg: str) -> object:
@@ -810,7 +840,7 @@ def _aws_secrets(parts: _Parts) -> Iterator[str]:
             before, after = text[i - 2 : i] if i >= 2 else text[:i], text[i + 40 : i + 42]
             # a segment of a JWT or a dotted base64url string, or what comes before an '=', is not a key
             if not (before[-1:] == "." and before[:1] in _IDCHARS or after[:1] == "." and after[1:2] in _IDCHARS
-                    or after[:1] == "="):  # fmt: skip
+                    or after[:1] == "="):
                 break
             i = text.find(s, i + 1)
         if i == -1 or _B64_ABOVE.search(text, max(0, i - 90), i) or _B64_BELOW.match(text, i + 40):
@@ -837,26 +867,26 @@ _SECRET_WORDS = frozenset({
     "password", "passwd", "passphrase", "pwd", "secret", "token", "credential", "credentials", "creds",
     "apikey", "accesskey", "secretkey", "privatekey", "authtoken", "accesstoken", "refreshtoken",
     "clientsecret", "pat", "auth", "authorization", "passcode", "pin",
-})  # fmt: skip
+})
 _KEY_BEFORE_KEY = frozenset({
     "api", "access", "secret", "private", "priv", "signing", "sign", "master", "encryption", "encrypt",
     "account", "storage", "shared", "subscription", "admin", "auth", "hmac", "aes", "jwt", "app", "client",
     "service", "license", "deploy", "root", "consumer", "server", "session", "webhook", "cookie", "ssh",
     "gpg", "pgp", "decryption", "crypt", "cipher", "wallet", "mnemonic", "recovery", "rsa", "ecdsa", "ed25519",
-})  # fmt: skip
+})
 _GLUED = ("password", "passwd", "passphrase", "apikey", "secretkey", "privatekey", "accesskey", "clientsecret",
-          "authtoken", "accesstoken", "refreshtoken", "secret")  # fmt: skip
+          "authtoken", "accesstoken", "refreshtoken", "secret")
 # A key with one of these words names something about a secret, not the secret.
 _NOT_SECRET_ANY = frozenset({
     "csrf", "xsrf", "idempotency", "correlation", "trace", "span", "tokens", "tokenizer", "pagination",
     "continuation", "cursor", "public", "publishable", "primary", "foreign", "sort", "partition", "cache",
     "pubkey", "placeholder", "label", "description", "hint", "example", "sample",
-})  # fmt: skip
+})
 _NOT_SECRET_FIRST = frozenset({
     "max", "min", "num", "page", "next", "prev", "previous", "sync", "request", "input", "output", "prompt",
     "completion", "total", "cancel", "cancellation", "forgot", "show", "hide", "has", "is", "use", "enable",
     "disable", "require", "validate", "check", "get", "set", "on", "handle", "new", "old",
-})  # fmt: skip
+})
 _NOT_SECRET_LAST = frozenset({
     "type", "types", "name", "names", "id", "ids", "url", "uri", "urls", "endpoint", "path", "file", "filename",
     "dir", "count", "length", "len", "size", "limit", "limits", "ttl", "expiry", "expires", "expiration",
@@ -873,7 +903,7 @@ _NOT_SECRET_LAST = frozenset({
     "audience", "issuer", "lookup", "selector", "cookie", "storage", "mount", "volume", "label", "labels",
     "annotations", "template", "input", "output", "dialog", "modal", "prompt", "stage", "step", "length",
     "time", "date", "timestamp", "until", "duration", "seconds", "ms", "days", "hours", "minutes",
-})  # fmt: skip
+})
 # Words before "token" that make it bookkeeping (pagination, idempotency, concurrency, CSRF), not a
 # credential. Not session or security: AWS's SessionToken is one.
 _NOT_SECRET_TOKEN = frozenset({
@@ -881,7 +911,7 @@ _NOT_SECRET_TOKEN = frozenset({
     "starting", "start", "marker", "cancel", "cancellation", "resume", "query", "unit", "request", "csrf", "xsrf",
     "cursor", "batch", "callback", "wait", "task", "lock", "lease", "version", "sequence", "upload", "part",
     "continue", "prev", "previous", "last", "end", "stop", "poll", "notification", "retry", "dedup", "deduplication",
-})  # fmt: skip
+})
 _key_cache: dict[str, bool] = {}
 _STRONG = re.compile(r"(?i)pass|pwd|secret|api.?key|auth.?token|access.?token|refresh.?token|credential|private|_authtoken")
 
@@ -921,7 +951,7 @@ _PLACEHOLDER_WORDS = (
     "password", "passwd", "test", "fake", "mock", "demo", "default", "foobar", "lorem", "***", "...", "<",
     ">", "${", "{{", "}}", "$(", "%(", "insecure", "null", "none", "dev-", "local", "sandbox", "foo", "%s", "%d",
     "{}", "{0}",
-)  # fmt: skip
+)
 _PLACEHOLDER_RE = re.compile("|".join(re.escape(w) for w in _PLACEHOLDER_WORDS), re.IGNORECASE)
 _REFERENCE = re.compile(
     r"""^(?:\$\{|\$\(|\$[A-Za-z_][\w.\-]*$|%\(|%[A-Za-z_]\w*%$|\{|<|\[|\(|@[A-Za-z_][\w.]*(?:\(|$)|[&*][A-Za-z_]\w*$|#\{|`)|^(?:process\.env|os\.environ|os\.getenv|getenv|env\(|ENV\[|"""
@@ -932,7 +962,7 @@ _URLISH = re.compile(r"^[a-z][a-z0-9+.\-]*://|^/|^~/|^\./|^\.\./|^[A-Za-z]:\\|^a
 _EMAIL = re.compile(r"^[\w.+\-]+@[\w\-]+\.[\w.\-]+$")
 _KEYWORD_VALUES = frozenset({"true", "false", "yes", "no", "on", "off", "null", "nil", "none", "undefined",
                              "required", "optional", "string", "str", "int", "bool", "boolean", "number",
-                             "bytes", "object", "any", "unknown", "empty", "disabled", "enabled"})  # fmt: skip
+                             "bytes", "object", "any", "unknown", "empty", "disabled", "enabled"})
 _B64ISH = re.compile(r"[A-Za-z0-9+/]{8,}={0,2}")
 _PAIRS_IN = re.compile(r"[A-Za-z_]{2,}=[^=]")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+\-]\d{2}:?\d{2})?)?$")
@@ -1018,10 +1048,13 @@ def _value_at(text: str, pos: int) -> tuple[str | None, int]:
     return value, m.end()
 
 
+_BLANKS = re.compile(r"[ \t]+")
+
+
 def _auth_value(text: str, value: str, end: int) -> str:
     """`Bearer x` / `token x`: the credential after the scheme word."""
     if value.lower() in _AUTH_SCHEMES:
-        m = re.compile(r"[ \t]+").match(text, end)
+        m = _BLANKS.match(text, end)
         if m is not None:
             nxt, _ = _value_at(text, m.end())
             if nxt:
@@ -1045,7 +1078,6 @@ _NAMEVALUE = re.compile(r"""(?:name|key)["']?\s*[:=]\s*["']?([\w.\-]{1,64})["']?
 
 def _config_secrets(parts: _Parts) -> Iterator[str]:
     text, low = parts.text, parts.low
-    n = len(text)
     if "--" in text:
         for m in _FLAG.finditer(low):  # --password value
             value, _ = _value_at(text, m.end() + 1)
@@ -1277,15 +1309,14 @@ def _wallets(parts: _Parts) -> Iterator[str]:
 
 # Seed phrases: letters kept (lowercase), separators a phrase is written with become spaces (numbered
 # lists, commas, quotes, brackets, dashes), anything else marks its token as not a word.
-_SEED_TABLE = {c: (chr(c) if "a" <= chr(c) <= "z" else " " if chr(c) in " \t\r\n,.;:=&?/\"'()[]-+|0123456789" else "#")
-               for c in range(128)}  # fmt: skip
+_SEED_TABLE = _table(lambda c: c if "a" <= c <= "z" else " " if c in " \t\r\n,.;:=&/\"'()[]-+|0123456789" else "#", "#")
 _RUN12 = re.compile(b"\x01{12,}")
 
 
 def _seed_phrases(parts: _Parts) -> Iterator[str]:
     if not _BIP39_INDEX:
         return
-    words = parts.low.translate(_SEED_TABLE).split()
+    words = _tr(parts.low, _SEED_TABLE).split()
     flags = bytes(map(_BIP39_SET.__contains__, words))
     for m in _RUN12.finditer(flags):
         if _seed_in_run(words[m.start() : m.end()]):
@@ -1319,7 +1350,7 @@ _URL_SIGNED_KEYS = frozenset({
     "code_challenge", "cursor", "after", "before", "page_token", "pagetoken", "next_page_token",
     "continuation", "continuationtoken", "marker", "starting_after", "ending_before", "etag", "v", "ver",
     "hash", "integrity", "checksum", "digest", "sha", "sha256", "sha1", "md5", "rev", "commit", "ref",
-})  # fmt: skip
+})
 _URL_SIGNED_PREFIX = ("x-amz-", "x-goog-", "x-oss-", "x-cos-")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
 _CONTENT_ADDR = re.compile(r"Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{50,}|z[1-9A-HJ-NP-Za-km-z]{40,}|(?:sha1|sha256|sha384|sha512)-.*")
@@ -1504,7 +1535,7 @@ DENIED_SERVICES: tuple[tuple[str, str], ...] = (
         "pastie.org", "ptpb.pw", "paste.sr.ht", "bin.disroot.org", "hst.sh",
         "write.as", "telegra.ph", "paste.c-net.org", "pasteio.com", "notes.io", "hasteb.in", "jsonblob.com",
         "jsonbin.io", "kvdb.io", "pantry.cloud",
-    )),  # fmt: skip
+    )),
     # file drops
     *((d, "file-drop service") for d in (
         "transfer.sh", "0x0.st", "file.io", "tmpfiles.org", "temp.sh", "oshi.at", "bashupload.com",
@@ -1512,14 +1543,14 @@ DENIED_SERVICES: tuple[tuple[str, str], ...] = (
         "filebin.net", "keep.sh", "ufile.io", "qu.ax", "x0.at", "envs.sh", "ttm.sh", "filetransfer.io",
         "anonfiles.com", "bayfiles.com", "send.vis.ee", "wormhole.app", "dropmefiles.com", "easyupload.io",
         "tempfile.io", "upload.ee", "transfer.it", "sendgb.com", "krakenfiles.com",
-    )),  # fmt: skip
+    )),
     # request catchers and webhook inspectors
     *((d, "request-catcher service") for d in (
         "webhook.site", "requestbin.com", "requestbin.net", "requestbin.io", "pipedream.net", "hookb.in",
         "requestcatcher.com", "beeceptor.com", "hookbin.com", "postb.in", "ptsv2.com", "ptsv3.com",
         "requestinspector.com", "smee.io", "ultrahook.com", "mockbin.org", "mockbin.io", "requestrepo.com",
         "httpdump.app", "typedwebhook.tools", "webhookinbox.com", "inspectbin.com", "putsreq.com", "reqbin.com",
-    )),  # fmt: skip
+    )),
     # tunnels into someone else's machine
     *((d, "tunnel service") for d in (
         "ngrok.io", "ngrok.app", "ngrok.dev", "ngrok-free.app", "ngrok-free.dev", "ngrok.pizza", "loca.lt",
@@ -1528,14 +1559,14 @@ DENIED_SERVICES: tuple[tuple[str, str], ...] = (
         "loclx.io", "localxpose.io", "devtunnels.ms", "tunnelmole.net", "tunnelmole.com", "pinggy.io",
         "pinggy.link", "pinggy.online", "zrok.io", "sharedwithexpose.com", "packetriot.net", "portmap.io",
         "playit.gg", "ply.gg", "jprq.io", "jprq.live", "tunnel.pyjam.as", "srv.us",
-    )),  # fmt: skip
+    )),
     # out-of-band interaction catchers (interactsh, Burp Collaborator, DNS logs) and canaries
     *((d, "out-of-band interaction service") for d in (
         "interact.sh", "interactsh.com", "oast.pro", "oast.live", "oast.site", "oast.online", "oast.fun",
         "oast.me", "burpcollaborator.net", "oastify.com", "dnslog.cn", "ceye.io",
         "canarytokens.com", "canarytokens.org", "bxss.me", "xss.ht", "xss.report", "dnsbin.zhack.ca",
         "requestbin.fullcontact.com", "dig.pm", "eyes.sh", "log4shell.huntress.com", "rbndr.us",
-    )),  # fmt: skip
+    )),
     # names that resolve to any address written into them (rebinding, reaching a private address)
     *((d, "wildcard-DNS service") for d in ("nip.io", "sslip.io", "xip.io", "traefik.me", "localtest.me", "lvh.me")),
     # messaging bot APIs: one request posts data to a chat someone else reads
@@ -1572,7 +1603,7 @@ _UESC = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2}|[0-7]{3})")
 _HEX_SEP = re.compile(r"[0-9A-Fa-f]{2}([:\- ,.|])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2})*(?![0-9A-Fa-f])")
 _HEX_BSX = re.compile(r"(?:\\x[0-9A-Fa-f]{2}){8,}")
 _HEX_0X = re.compile(r"0[xX][0-9A-Fa-f]{2}(?:[,\s]{1,3}0[xX][0-9A-Fa-f]{2}){7,}")
-_HEX_SHAPE = {c: ("h" if chr(c) in "0123456789abcdefABCDEF" else chr(c) if chr(c) in ":- ,.|" else "x") for c in range(128)}
+_HEX_SHAPE = _table(lambda c: "h" if c in "0123456789abcdefABCDEF" else c if c in ":- ,.|" else "x", "x")
 _B64_LINE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _HEXCLEAN = re.compile(r"\\x|0[xX]|[^0-9A-Fa-f]")
 _HEXDUMP = re.compile(
@@ -1590,7 +1621,8 @@ class _Budget(Exception):
 class _Scan:
     def __init__(self, placeholders: Iterable[bytes], size: int) -> None:
         self.placeholders = [p.decode("latin-1") for p in placeholders if p]
-        self.budget = min(BUDGET_MAX, BUDGET_BASE + 4 * size)
+        self.budget = min(BUDGET_MAX, BUDGET_BASE + 8 * size)
+        self.inflate_left = INFLATE_TOTAL
         self.found: dict[tuple[str, str, str], None] = {}
         self.seen: set[int] = set()
         self.queue: deque[tuple[str, str, tuple[str, ...], str]] = deque()
@@ -1599,6 +1631,15 @@ class _Scan:
 
     def add(self, rule: str, where: str, layers: tuple[str, ...]) -> None:
         self.found[(rule, where, ">".join(layers))] = None
+
+    def inflated(self, n: int, where: str) -> None:
+        """Decompressed bytes: bounded on their own (a small body may rightly inflate a lot, a
+        tarball), and they bring their own room to decode what is in them."""
+        self.inflate_left -= n
+        if self.inflate_left < 0:
+            self.over = where
+            raise _Budget
+        self.budget += 2 * n
 
     def spend(self, n: int, where: str) -> None:
         self.budget -= n
@@ -1689,7 +1730,7 @@ class _Scan:
                 return
         if quiet and (len(out) < 16 or not _printable_ascii(bytes(out[:4096]), 0.9)):
             return
-        self.spend(len(out), where)
+        self.inflated(len(out), where)
         for text, sub in self._texts(bytes(out), where):
             yield text, layer + (">" + sub if sub else "")
 
@@ -1703,7 +1744,7 @@ class _Scan:
         if len(out) > INFLATE_MAX:
             self.over = where
             raise _Budget
-        self.spend(len(out), where)
+        self.inflated(len(out), where)
         for text, sub in self._texts(out, where):
             yield text, layer + (">" + sub if sub else "")
 
@@ -1719,7 +1760,7 @@ class _Scan:
                     if len(out) > INFLATE_MAX:
                         self.over = where
                         raise _Budget
-                    self.spend(len(out), where)
+                    self.inflated(len(out), where)
                     for text, sub in self._texts(out, where):
                         yield text, "zip" + (">" + sub if sub else "")
         except _Budget:
@@ -1758,7 +1799,7 @@ class _Scan:
             if len(out) > INFLATE_MAX:
                 self.over = where
                 raise _Budget
-            self.spend(len(out), where)
+            self.inflated(len(out), where)
             texts.append(out)
             if not d.eof:
                 break
@@ -1962,7 +2003,7 @@ class _Scan:
         if text.count("0x") + text.count("0X") >= 8:
             for m in _HEX_0X.finditer(text):
                 self._hex(_HEXCLEAN.sub("", m.group()), where, layers, child)
-        shape = text.translate(_HEX_SHAPE)
+        shape = _tr(text, _HEX_SHAPE)
         for d in ":- ,.|":
             needle = ("hh" + d) * 7 + "hh"
             i = shape.find(needle)
@@ -1986,7 +2027,7 @@ class _Scan:
         if raw is not None and len(raw) >= 8 and _worth(raw):
             self.spend(len(raw), where)
             self.binary(raw, where, layers + ("base64",), child)
-        elif split and "/" in core and len(core) >= 2 * MIN_B64:  # a path with a base64 segment in it
+        elif split and 0 < core.count("/") <= 8 and 2 * MIN_B64 <= len(core) <= 2048:  # a path, a base64 segment in it
             for piece in core.split("/"):
                 if len(piece) >= MIN_B64:
                     self._b64(piece, where, layers, child, False)
@@ -2072,14 +2113,14 @@ class _Pairs(list):  # type: ignore[type-arg]
     """A JSON object as its (key, value) pairs, duplicates kept."""
 
 
-_ASCII_LOWER = {c: c + 32 for c in range(65, 91)}
+_LOWER = _table(str.lower, "?")  # ASCII letters lowered, one character for one
 
 
 # ---------- the entry point ----------
 
 _AUTH_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 _PLAIN_HEADERS = frozenset({"host", "content-length", "content-type", "accept", "accept-encoding",
-                            "accept-language", "connection", "user-agent", "te", "upgrade"})  # fmt: skip
+                            "accept-language", "connection", "user-agent", "te", "upgrade"})
 
 
 def scan(url: str, headers: Headers, body: bytes, *, placeholders: Iterable[bytes] = ()) -> list[Finding]:

@@ -6,7 +6,8 @@
 A line may instead be sealed, {"id", "category", "expect", "sealed": ...}: the same fields, JSON,
 compressed, XORed with a fixed key and base64-encoded. attacks.jsonl is stored that way so that no
 secret-shaped string (fake as they all are) sits in the repository for scanners and push protection
-to trip on. `python3 -m tests.corpora.corpus show ID` prints one case unsealed.
+to trip on. `python3 -m tests.corpora.corpus show ID` prints one case unsealed; `... dump FILE` writes
+all of them, unsealed, as plain JSON lines (keep that file out of the repository).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def parse(record: dict) -> Case:
         body = (record.get("body") or "").encode("utf-8", "surrogateescape")
     headers = [(str(k).encode("latin-1"), str(v).encode("utf-8")) for k, v in record.get("headers") or []]
     return Case(str(record["id"]), str(record.get("category", "")), str(record.get("method", "GET")),
-                str(record["url"]), headers, body, str(record.get("expect", "")), str(record.get("wildcard") or ""))  # fmt: skip
+                str(record["url"]), headers, body, str(record.get("expect", "")), str(record.get("wildcard") or ""))
 
 
 def load(path: str) -> list[Case]:
@@ -72,10 +73,17 @@ def main(argv: list[str]) -> int:
             for case in load(path):
                 if case.id == argv[2]:
                     print(json.dumps({**case.__dict__, "headers": [[k.decode(), v.decode()] for k, v in case.headers],
-                                      "body": case.body.decode("utf-8", "backslashreplace")}, indent=2))  # fmt: skip
+                                      "body": case.body.decode("utf-8", "backslashreplace")}, indent=2))
                     return 0
         print(f"no case {argv[2]}", file=sys.stderr)
         return 1
+    if len(argv) == 3 and argv[1] == "dump":  # every case unsealed, as plain JSON lines
+        with open(argv[2], "w", encoding="utf-8") as out:
+            for path in (ATTACKS, BENIGN):
+                for case in load(path):
+                    out.write(json.dumps({**case.__dict__, "headers": [[k.decode("latin-1"), v.decode("utf-8", "replace")] for k, v in case.headers],
+                                          "body_b64": base64.b64encode(case.body).decode()}) + "\n")
+        return 0
     print(__doc__)
     return 2
 

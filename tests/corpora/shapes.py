@@ -188,7 +188,7 @@ def pkcs8_der(rng: random.Random) -> bytes:
 
 def ec_der(rng: random.Random) -> bytes:
     return _der(0x30, _der(0x02, b"\x01") + _der(0x04, rng.randbytes(32))
-                + bytes.fromhex("a00a06082a8648ce3d030107") + _der(0xA1, _der(0x03, b"\x00\x04" + rng.randbytes(64))))  # fmt: skip
+                + bytes.fromhex("a00a06082a8648ce3d030107") + _der(0xA1, _der(0x03, b"\x00\x04" + rng.randbytes(64))))
 
 
 def pem(label: str, der: bytes, wrap: int = 64) -> str:
@@ -215,7 +215,7 @@ def jwt(rng: random.Random, alg: str = "HS256", exp: int | None = 0, iat: int | 
     if iat is not None:
         payload["iat"] = iat or now - 60
     if exp is not None:
-        payload["exp"] = exp or now + 3600
+        payload["exp"] = exp or now + 10 * 365 * 86400  # live for years: the stored corpus must stay valid
     payload.update(claims or {})
     head = _b64u(json.dumps({"alg": alg, "typ": "JWT"}).encode())
     body = _b64u(json.dumps(payload).encode())
@@ -233,7 +233,7 @@ def jwt(rng: random.Random, alg: str = "HS256", exp: int | None = 0, iat: int | 
 # ---------- payment, bank ----------
 
 _CARD_PREFIXES = {"visa": ("4",), "mastercard": ("51", "52", "53", "54", "55", "2221", "2720"), "amex": ("34", "37"),
-                  "discover": ("6011", "65"), "jcb": ("3528", "3589"), "diners": ("36",), "unionpay": ("62",)}  # fmt: skip
+                  "discover": ("6011", "65"), "jcb": ("3528", "3589"), "diners": ("36",), "unionpay": ("62",)}
 _CARD_LEN = {"visa": 16, "mastercard": 16, "amex": 15, "discover": 16, "jcb": 16, "diners": 14, "unionpay": 16}
 
 
@@ -259,7 +259,7 @@ def group_card(number: str, sep: str = " ") -> str:
 
 
 _BBAN = {"DE": "18n", "GB": "4a14n", "FR": "10n11c2n", "NL": "4a10n", "ES": "20n", "IT": "1a10n12c", "CH": "5n12c",
-         "BE": "12n", "PL": "24n", "AT": "16n", "IE": "4a14n", "PT": "21n", "SE": "20n", "NO": "11n", "DK": "14n"}  # fmt: skip
+         "BE": "12n", "PL": "24n", "AT": "16n", "IE": "4a14n", "PT": "21n", "SE": "20n", "NO": "11n", "DK": "14n"}
 
 
 def iban(rng: random.Random, country: str = "DE") -> str:

@@ -118,7 +118,7 @@ class Decoding(unittest.TestCase):
     def test_base64_in_every_alphabet_and_wrapping(self) -> None:
         raw = (self.secret + self.token + "\n").encode() * 3
         for enc in (base64.b64encode(raw), base64.urlsafe_b64encode(raw), base64.b64encode(raw).rstrip(b"="),
-                    base64.urlsafe_b64encode(raw).rstrip(b"=")):  # fmt: skip
+                    base64.urlsafe_b64encode(raw).rstrip(b"=")):
             self.assertIn("github-token", body_rules(enc))
             self.assertIn("github-token", rules(body=json.dumps({"v": enc.decode()})))
         wrapped = b"\n".join(base64.b64encode(raw)[i : i + 76] for i in range(0, len(base64.b64encode(raw)), 76))
@@ -128,7 +128,7 @@ class Decoding(unittest.TestCase):
         raw = self.token.encode()
         for enc in (raw.hex(), raw.hex().upper(), ":".join(f"{c:02x}" for c in raw), "-".join(f"{c:02X}" for c in raw),
                     " ".join(f"{c:02x}" for c in raw), "".join(f"\\x{c:02x}" for c in raw), ", ".join(f"0x{c:02x}" for c in raw),
-                    build._xxd(raw)):  # fmt: skip
+                    build._xxd(raw)):
             self.assertEqual(body_rules(enc), {"github-token"}, enc[:40])
 
     def test_percent_html_escapes_base32_bytes(self) -> None:
@@ -151,7 +151,7 @@ class Decoding(unittest.TestCase):
     def test_binary_layers(self) -> None:
         raw = (self.secret + self.token).encode()
         for enc in (gzip.compress(raw), zlib.compress(raw), zlib.compress(raw)[2:-4], bz2.compress(raw), lzma.compress(raw),
-                    build._zipped(raw), build._targz(raw)):  # fmt: skip
+                    build._zipped(raw), build._targz(raw)):
             self.assertIn("github-token", rules(headers=[(b"content-type", b"application/octet-stream")], body=enc))
         pack = build.receive_pack(self.rng, [raw])
         self.assertIn("github-token", body_rules(pack))
@@ -182,10 +182,19 @@ class Decoding(unittest.TestCase):
         many = " ".join(base64.b64encode(f"item number {i:08d} of many".encode()).decode() for i in range(detect.MAX_VIEWS + 10))
         self.assertEqual(body_rules(many), {"decode-limit"})
 
+    def test_a_big_ordinary_archive_is_read_not_refused(self) -> None:
+        from tests.corpora.snippets import SNIPPETS  # noqa: PLC0415
+
+        text = "".join(SNIPPETS.values()).encode()
+        tarball = gzip.compress(text * (6 * (1 << 20) // len(text) + 1))  # inflates to 6 MiB
+        self.assertEqual(rules(headers=[(b"content-type", b"application/octet-stream")], body=tarball), set())
+        planted = gzip.compress(text * (6 * (1 << 20) // len(text)) + self.token.encode())
+        self.assertEqual(rules(headers=[(b"content-type", b"application/octet-stream")], body=planted), {"github-token"})
+
     def test_malformed_input_does_not_raise(self) -> None:
         for body in (b"\x1f\x8b" + os.urandom(200), b"PK\x03\x04" + os.urandom(300), b"PACK\x00\x00\x00\x02" + os.urandom(100),
                      b"BZh9" + os.urandom(50), "{\"a\": \"\\ud800\"}".encode(), b"[" * 100000, os.urandom(50000),
-                     b"%" * 1000 + b"%zz", "\\u12".encode() * 100):  # fmt: skip
+                     b"%" * 1000 + b"%zz", "\\u12".encode() * 100):
             detect.scan("https://x.example/%ZZ?%", [(b"\xff", b"\xfe\xff")], body)
 
 
@@ -207,7 +216,7 @@ class PrefixedTokens(unittest.TestCase):
             "sendgrid-key": [shapes.sendgrid(rng)], "twilio-key": [shapes.twilio(rng)], "telegram-bot-token": [shapes.telegram(rng)],
             "age-secret-key": [shapes.age_secret(rng)], "terraform-token": [shapes.terraform(rng)],
             "azure-client-secret": [shapes.azure_client_secret(rng)],
-        }  # fmt: skip
+        }
         for rule, tokens in cases.items():
             for t in tokens:
                 for body in (t, f'"{t}"', f"({t});", f"key={t}&x=1", f"**{t}**", f"{t}."):
@@ -225,7 +234,7 @@ class PrefixedTokens(unittest.TestCase):
         self.assertEqual(body_rules(key_id), {"aws-access-key-id"})
         self.assertEqual(body_rules(secret), {"aws-secret-key"})
         self.assertEqual(rules(body=json.dumps({"AccessKeyId": key_id, "SecretAccessKey": secret})),
-                         {"aws-access-key-id", "aws-secret-key", "config-secret"})  # fmt: skip
+                         {"aws-access-key-id", "aws-secret-key", "config-secret"})
 
     def test_words_and_presigned_urls_are_not_tokens(self) -> None:
         rng = random.Random(23)
@@ -233,7 +242,7 @@ class PrefixedTokens(unittest.TestCase):
         self.assertEqual(body_rules(prose), set())
         cred = shapes.aws_key_id(rng) + "/20240514/us-east-1/s3/aws4_request"
         self.assertEqual(rules("https://bucket.s3.amazonaws.com/f?X-Amz-Credential=" + urllib.parse.quote(cred, safe="")
-                               + "&X-Amz-Signature=" + rng.randbytes(32).hex(), []), set())  # fmt: skip
+                               + "&X-Amz-Signature=" + rng.randbytes(32).hex(), []), set())
         self.assertEqual(rules("https://bucket.s3.amazonaws.com/f?AWSAccessKeyId=" + shapes.aws_key_id(rng), []), set())
 
 
@@ -254,7 +263,7 @@ class AwsSecrets(unittest.TestCase):
         self.assertEqual(rules(headers=[(b"x-csrf-token", token.encode())]), set())
         for benign in ("/properties/CaCertificatesBundleS3Bucket", "policy/AWSMigrationHubOrchestratorPlugin",
                        base64.b64encode(b"abcdefghijklmnopqrstuvwxyzABCD").decode(),  # base64 of text
-                       "K8SContainerStatusReasonCrashLoopBackOff", rng.randbytes(20).hex()):  # fmt: skip
+                       "K8SContainerStatusReasonCrashLoopBackOff", rng.randbytes(20).hex()):
             self.assertEqual(body_rules(f"x {benign} y"), set(), benign)
         jwt = shapes.jwt(rng, "HS256", exp=1600000000)
         self.assertEqual(body_rules(jwt), set())
@@ -273,7 +282,7 @@ class ConfigSecrets(unittest.TestCase):
                      f"postgres://app:{urllib.parse.quote(pw)}@db.internal:5432/app", f"Server=x;User ID=a;Password={pw};",
                      f"- name: DB_PASSWORD\n  value: {pw}\n", f"CREATE USER x IDENTIFIED BY '{pw}';", f"mysql -u root -p'{pw}' db",
                      f"curl -u admin:{pw} https://ci.internal/", f"Authorization: Bearer {pw}", f"password: {base64.b64encode(pw.encode()).decode()}",
-                     f"HEROKU_API_KEY={uuid.UUID(int=rng.getrandbits(128))}"):  # fmt: skip
+                     f"HEROKU_API_KEY={uuid.UUID(int=rng.getrandbits(128))}"):
             found = body_rules(text)
             self.assertTrue(found & {"config-secret", "netrc-password", "connection-string-password"}, text)
         self.assertEqual(rules(body=json.dumps({"env": [{"name": "API_TOKEN", "value": pw}]})), {"config-secret"})
@@ -288,15 +297,15 @@ class ConfigSecrets(unittest.TestCase):
                      "secret: arn:aws:secretsmanager:us-east-1:123456789012:secret:app-db-x1y2z3", "user_password = request.form['password']",
                      "Token.Keyword: 'italic #A3AAB2'", "password: geheim$parole", "expires_at: 2024-05-14T10:22:31Z",
                      "mysql -u root -p\"$MYSQL_PASSWORD\" db", "curl -u \"$USER:$TOKEN\" https://x", "-----BEGIN PRIVATE KEY-----",
-                     'csrf_token = "' + "".join(self.rng.choice(shapes.ALNUM) for _ in range(40)) + '"'):  # fmt: skip
+                     'csrf_token = "' + "".join(self.rng.choice(shapes.ALNUM) for _ in range(40)) + '"'):
             self.assertEqual(body_rules(text), set(), text)
 
     def test_key_names(self) -> None:
         for key in ("password", "DB_PASSWORD", "dbPassword", "x-api-key", "APIKEY", "client_secret", "aws_secret_access_key",
-                    "AccountKey", "_authToken", "GITHUB_PAT", "passphrase", "smtp_pass", "SigningKey"):  # fmt: skip
+                    "AccountKey", "_authToken", "GITHUB_PAT", "passphrase", "smtp_pass", "SigningKey"):
             self.assertTrue(detect.key_is_secret(key), key)
         for key in ("max_tokens", "token_type", "password_hash", "public_key", "primary_key", "keyboard", "author", "secret_name",
-                    "csrf_token", "next_token", "cache_key", "secretsmanager", "X-Amz-Credential", "PWD_DIR", "api_key_id"):  # fmt: skip
+                    "csrf_token", "next_token", "cache_key", "secretsmanager", "X-Amz-Credential", "PWD_DIR", "api_key_id"):
             self.assertFalse(detect.key_is_secret(key), key)
 
 
@@ -306,7 +315,7 @@ class PrivateKeysAndJwts(unittest.TestCase):
         for text in (shapes.pem("RSA PRIVATE KEY", shapes.rsa_der(rng)), shapes.pem("PRIVATE KEY", shapes.pkcs8_der(rng)),
                      shapes.pem("EC PRIVATE KEY", shapes.ec_der(rng)), shapes.openssh_key(rng),
                      shapes.pem("ENCRYPTED PRIVATE KEY", rng.randbytes(800)), shapes.pem("PGP PRIVATE KEY BLOCK", rng.randbytes(600)),
-                     base64.b64encode(shapes.rsa_der(rng)).decode(), "".join(shapes.openssh_key(rng).split("\n")[1:-2])):  # fmt: skip
+                     base64.b64encode(shapes.rsa_der(rng)).decode(), "".join(shapes.openssh_key(rng).split("\n")[1:-2])):
             self.assertEqual(body_rules(text), {"private-key"}, text[:40])
         escaped = json.dumps({"private_key": shapes.pem("PRIVATE KEY", shapes.pkcs8_der(rng))})
         self.assertEqual(rules(body=escaped), {"private-key"})
@@ -322,9 +331,9 @@ class PrivateKeysAndJwts(unittest.TestCase):
             self.assertEqual(rules(headers=[(b"authorization", f"Bearer {live}".encode())]), set())  # API auth
             self.assertEqual(rules(headers=[(b"cookie", f"s={live}".encode())]), set())
         sample = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ"
-                  ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c")  # fmt: skip
+                  ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c")
         for harmless in (sample, shapes.jwt(rng, exp=1600000000), shapes.jwt(rng, "none"), shapes.jwt(rng, exp=None, iat=1516239022),
-                         "eyJhbGciOiJIUzI1NiJ9.eyJmb28iOiJiYXIifQ.not-a-signature"):  # fmt: skip
+                         "eyJhbGciOiJIUzI1NiJ9.eyJmb28iOiJiYXIifQ.not-a-signature"):
             self.assertEqual(rules(body=json.dumps({"token": harmless})), set())
 
 
@@ -337,7 +346,7 @@ class PaymentAndCrypto(unittest.TestCase):
                 self.assertEqual(body_rules(text), {"card-number"}, (brand, text))
         luhn_only = shapes.luhn_complete("9" + "1" * 14)  # valid Luhn, no issuer
         for text in (luhn_only, f"0.{shapes.card(rng)}", f"id{shapes.card(rng)}", f"4828147466240000*t**12",
-                     str(int(time.time() * 1000)), "4031078400000", "+4915112345678"):  # fmt: skip
+                     str(int(time.time() * 1000)), "4031078400000", "+4915112345678"):
             self.assertEqual(body_rules(text), set(), text)
 
     def test_ibans(self) -> None:
@@ -355,7 +364,7 @@ class PaymentAndCrypto(unittest.TestCase):
                         (shapes.segwit(rng), "crypto-address"), (shapes.segwit(rng, taproot=True), "crypto-address"),
                         (shapes.segwit(rng).upper(), "crypto-address"), (shapes.eth_address(rng), "crypto-address"),
                         (shapes.wif(rng), "crypto-private-key"), (shapes.xkey(rng), "crypto-private-key"),
-                        (shapes.xkey(rng, False), "crypto-address"), (shapes.nsec(rng), "crypto-private-key")):  # fmt: skip
+                        (shapes.xkey(rng, False), "crypto-address"), (shapes.nsec(rng), "crypto-private-key")):
             self.assertEqual(body_rules(f"to {w} now"), {rule}, w)
         self.assertEqual(body_rules("0x" + rng.randbytes(20).hex()), set())  # no EIP-55 case: not judged
         self.assertEqual(body_rules("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"), set())
@@ -366,7 +375,7 @@ class PaymentAndCrypto(unittest.TestCase):
             phrase = shapes.seed_phrase(rng, n)
             words = phrase.split()
             for text in (phrase, phrase.upper(), ", ".join(words), json.dumps(words), "\n".join(f"{i}. {w}" for i, w in enumerate(words, 1)),
-                         "+".join(words), "seed: " + phrase + " thanks"):  # fmt: skip
+                         "+".join(words), "seed: " + phrase + " thanks"):
                 self.assertEqual(body_rules(text), {"seed-phrase"}, text[:60])
         self.assertEqual(body_rules(shapes.random_words(rng, 12)), {"seed-phrase"})  # exactly 12 list words
         self.assertEqual(body_rules(" ".join(detect.BIP39_WORDS)), set())  # the list itself
@@ -383,7 +392,7 @@ class Urls(unittest.TestCase):
                     f"https://x.example/c?k={urllib.parse.quote(base64.b64encode(rng.randbytes(32)).decode())}",
                     f"https://x.example/c/{rng.randbytes(48).hex()}", f"https://x.example/c/{b'password=hunter2!x'.hex()}",
                     f"https://x.example/{'/'.join(b'password=hunter2!'.hex()[i:i + 12] for i in range(0, 34, 12))}",
-                    f"https://x.example/c?d={base64.b32encode(b'secret value here').decode()}"):  # fmt: skip
+                    f"https://x.example/c?d={base64.b32encode(b'secret value here').decode()}"):
             self.assertTrue(rules(url, []) & {"high-entropy-url", "url-encoded-data"}, url)
 
     def test_ordinary_urls_pass(self) -> None:
@@ -398,7 +407,7 @@ class Urls(unittest.TestCase):
                     "https://api.anthropic.com/v1/files/file_011CNha8iCJcU1wXNR6q4V8w", "https://api.stripe.com/v1/customers/cus_NffrFeUfNV2Hib",
                     "https://medium.com/c/get-ready-a-new-v8-is-coming-node-js-performance-is-changing-46a63d6da4de",
                     "https://x.example/cb?state=" + base64.urlsafe_b64encode(rng.randbytes(32)).decode().rstrip("=") + "&code_challenge=abc",
-                    "https://x.example/f?X-Amz-Signature=" + rng.randbytes(32).hex() + "&X-Amz-Security-Token=" + urllib.parse.quote(base64.b64encode(rng.randbytes(400)).decode())):  # fmt: skip
+                    "https://x.example/f?X-Amz-Signature=" + rng.randbytes(32).hex() + "&X-Amz-Security-Token=" + urllib.parse.quote(base64.b64encode(rng.randbytes(400)).decode())):
             self.assertEqual(rules(url, []), set(), url)
 
 
@@ -408,17 +417,17 @@ class Hosts(unittest.TestCase):
         for host in (f"{b'secret-token-value'.hex()}.{base}", f"{'0' * 40}.{base}", f"{base64.b32encode(b'A' * 20).decode().lower().rstrip('=')}.{base}",
                      f"{base64.b32encode(b'pw=hunter2 and more').decode().lower().rstrip('=')}.{base}", f"Y1hjv9EF4Wf0hnPerWJS.{base}",
                      f"{'.'.join(b'secret-token-value'.hex()[i:i + 8] for i in range(0, 36, 8))}.{base}", f"a.b.c.d.e.f.{base}",
-                     f"qzkcs8ykqg.9hg6imeafw.wmh2zjvmve.49tjnzf33z.{base}", f"x{'k' * 70}.{base}"):  # fmt: skip
+                     f"qzkcs8ykqg.9hg6imeafw.wmh2zjvmve.49tjnzf33z.{base}", f"x{'k' * 70}.{base}"):
             self.assertIsNotNone(detect.label_exfil(host, base), host)
             self.assertIsNotNone(detect.label_exfil(host, "*." + base), host)
         for host in ("api.eu-west-1.example.com", "d1234abcd.example.com", "my-bucket-2024.s3.us-west-2.example.com", "git-feature-x.example.com",
                      "ip-10-0-0-1.ec2.example.com", "cdk-hnb659fds-assets-123456789012-us-east-1.example.com", "www.example.com",
-                     "5f3c7e2a1b4d6f8e9a0b1c2d--site.example.com", "project-git-main-team.example.com", "other.org"):  # fmt: skip
+                     "5f3c7e2a1b4d6f8e9a0b1c2d--site.example.com", "project-git-main-team.example.com", "other.org"):
             self.assertIsNone(detect.label_exfil(host, base), host)
 
     def test_denied_services(self) -> None:
         for host in ("pastebin.com", "PASTEBIN.COM.", "transfer.sh", "webhook.site", "eo123.m.pipedream.net", "abc-1-2.ngrok-free.app",
-                     "x.trycloudflare.com", "q.oast.fun", "z.burpcollaborator.net", "api.telegram.org", "files.catbox.moe"):  # fmt: skip
+                     "x.trycloudflare.com", "q.oast.fun", "z.burpcollaborator.net", "api.telegram.org", "files.catbox.moe"):
             self.assertIsNotNone(detect.denied_service(host), host)
         for host in ("github.com", "api.github.com", "notpastebin.com", "pastebin.com.example.org", "registry.npmjs.org", "telegram.org"):
             self.assertIsNone(detect.denied_service(host), host)
