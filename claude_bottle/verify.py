@@ -330,7 +330,9 @@ def _reach_judge(o: dict[str, Any]) -> tuple[bool, str]:
         banner = str(o.get("banner", "")).strip()
         return o.get("status") == 200, _reply(o) + (f", server says {banner[:80]!r}" if banner else "")
     ours = str(o.get("body", "")).startswith("claude-bottle:")  # the bundle's own answer, not the server's
-    return o.get("status") is not None and not ours, _reply(o)
+    # A 502 or 504 is a gateway's: the bundle (or mitmproxy in it, without pipelock) could not get there.
+    gateway = o.get("status") in (502, 504)
+    return o.get("status") is not None and not ours and not gateway, _reply(o)
 
 
 JUDGES = {"net": _attempt, "ipv6": _ipv6, "icmp": _icmp, "dns": _dns, "scan": _scan, "reach": _reach_judge,

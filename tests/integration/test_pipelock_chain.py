@@ -118,8 +118,10 @@ class ChainFromInside(unittest.TestCase):
     def test_without_pipelock_the_addon_still_refuses_the_private_name(self) -> None:
         if self.pipelock:
             self.skipTest("pipelock present: its refusal is checked by the test above")
+        # The addon checks the address it connected to and cuts the connection before a byte passes;
+        # a CONNECT may still have been answered 200 (mitmproxy answers once the TCP connect succeeds).
         self.assertNotIn("hello from chain", json.dumps(self.results["private_http"]))
-        self.assertNotEqual(self.results["private_connect"].get("status"), 200)
+        self.assertNotIn("hello from chain", json.dumps(self.results["private_connect"]))
 
     def test_refusals_are_counted_once_in_the_summary_and_the_log(self) -> None:
         self.need_pipelock("pipelock's refusals in the audit trail")

@@ -137,11 +137,11 @@ CASES: dict[str, dict[str, Any]] = {
     "presets and a mix": {
         "rules": ["@anthropic", "@github", "@npm", "@pypi", "@go", "*.corp.example.com", "ssh://10.0.0.7:2222",
                   "example.com:8443", "[fd00::1]"],
-        "named": ["https://api.anthropic.com/v1/messages", "https://o1.ingest.sentry.io/", "https://sentry.io/",
+        "named": ["https://api.anthropic.com/v1/messages", "https://platform.claude.com/", "https://claude.ai/",
                   "https://registry.npmjs.org/left-pad", "https://proxy.golang.org/", "https://example.com:8443/"],
         "allowed": ["https://10.0.0.7:2222/", "https://[fd00::1]/"],
         "refused": ["https://anthropic.com/", "https://gist.github.com/", "https://pastebin.com/",
-                    "https://10.0.0.8/"],
+                    "https://10.0.0.8/", "https://o1.ingest.sentry.io/", "https://statsig.com/"],
     },
     "empty manifest": {
         "rules": [],

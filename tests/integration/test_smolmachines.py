@@ -144,7 +144,7 @@ class SmolmachinesStartTest(unittest.TestCase):
                          {"PATH", "HOME", "CLAUDE_BOTTLE", "CLAUDE_BOTTLE_SESSION", "SSL_CERT_FILE",
                           "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "GIT_SSL_CAINFO", "CURL_CA_BUNDLE",
                           "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                          "all_proxy"})
+                          "all_proxy", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "DISABLE_AUTOUPDATER"})
         self.assertEqual(result["blocked_host"][0], 403)
         self.assertIn("claude-bottle: blocked: host not in allowlist", result["blocked_host"][1])
         self.assertEqual(result["blocked_port"][0], 403)
