@@ -17,7 +17,7 @@ AGENT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent")
 SIDECARS_REPO = "claude-bottle/sidecars"
 AGENT_IMAGE = f"claude-bottle/agent:{__version__}"
 # Files that go into the sidecars image; a change to any of them changes the tag.
-BUNDLE_FILES = ("Dockerfile.sidecars", "supervise.py", "addon.py", "policy.py", "dlp.py", "detect.py",
+BUNDLE_FILES = ("Dockerfile.sidecars", "supervise.py", "addon.py", "addon_responses.py", "addon_websockets.py", "verdicts.py", "policy.py", "dlp.py", "detect.py",
                 "detect_text.py", "detect_checks.py", "detect_tokens.py", "detect_secrets.py", "detect_hosts.py",
                 "detect_config.py", "detect_finance.py", "detect_layers.py", "detect_decode.py", "tunnel.py",
                 "shared.py", "bip39_english.txt", "gitleaks.toml",
