@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import base64
 import os
+import math
 import secrets
 import string
 
 
 def aws_access_key() -> str:
-    return "AKIA" + "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
+    """A fresh AWS-shaped key id that gitleaks' rule must flag: its rule also wants a Shannon entropy
+    of 3 or more, which about one random key in 5,000 misses (a flaky test, not a finding)."""
+    while True:
+        key = "AKIA" + "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
+        if _entropy(key) >= 3.3:
+            return key
+
+
+def _entropy(text: str) -> float:
+    counts = [text.count(c) for c in set(text)]
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts)
 
 
 def github_token() -> str:
