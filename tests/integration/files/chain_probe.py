@@ -64,7 +64,12 @@ def connect(host: str, port: int, wait_greeting: bool = False) -> dict:
             if status == 200 and wait_greeting:
                 sock.settimeout(8)
                 start = time.monotonic()
-                out["greeting"] = sock.recv(100).decode("latin-1")  # sent nothing: the server speaks first
+                # We sent nothing: the server speaks first (its greeting may have come with the 200).
+                greeting = body
+                while not greeting.endswith(b"\r\n"):
+                    greeting += sock.recv(100)
+                out["greeting"] = greeting.decode("latin-1")
+                out["body"] = ""
                 out["greeting_s"] = time.monotonic() - start
                 sock.sendall(b"EHLO bottle\r\n")
                 out["echo"] = sock.recv(100).decode("latin-1")
