@@ -67,7 +67,7 @@ def ensure_state_volume(runner: Runner, plan: Plan) -> None:
     if volume is None or runner.run(docker_argv.volume_exists(volume.name), timeout=60).returncode == 0:
         return
     sidecars.must(runner, docker_argv.volume_create(volume), f"creating the state volume {volume.name}")
-    sidecars.must(runner, docker_argv.volume_chown(volume, plan.agent_image, plan.agent_user),
+    sidecars.must(runner, docker_argv.volume_chown(volume, plan.agent_image, plan.agent_user, plan.labels),
                   "giving the state volume to the agent's user")
 
 

@@ -227,10 +227,12 @@ def volume_create(volume: Volume) -> list[str]:
     return ["docker", "volume", "create", *_labels(volume.labels), volume.name]
 
 
-def volume_chown(volume: Volume, image: str, user: str) -> list[str]:
+def volume_chown(volume: Volume, image: str, user: str, labels: Iterable[tuple[str, str]] = ()) -> list[str]:
     """Give a new state volume to the agent's uid: Docker makes it with the image's owner of the
-    mount point, which is not the launching user's uid. No network, no capabilities but CHOWN."""
-    return ["docker", "run", "--rm", "--network", "none", "--user", "0", "--cap-drop", "ALL", "--cap-add", "CHOWN",
+    mount point, which is not the launching user's uid. No network, no capabilities but CHOWN; the
+    session's labels, so a teardown after a signal finds it."""
+    return ["docker", "run", "--rm", *_labels(labels), "--network", "none", "--user", "0", "--cap-drop", "ALL",
+            "--cap-add", "CHOWN",
             "--security-opt", "no-new-privileges", "--mount", f"type=volume,source={volume.name},target=/state",
             "--entrypoint", "chown", image, "-R", user, "/state"]
 

@@ -18,7 +18,8 @@ class Lifecycle(unittest.TestCase):
         self.addCleanup(self.scratch.close)
 
     def manifest(self, bottle: str, **extra: object) -> str:
-        doc = {"name": bottle, "agent": {"image": support.AGENT_TEST_IMAGE}, **extra}
+        # ephemeral: these tests are about what a session leaves, and a kept home is left on purpose
+        doc = {"name": bottle, "agent": {"image": support.AGENT_TEST_IMAGE, "state": "ephemeral"}, **extra}
         return self.scratch.manifest(doc, name=f"{bottle}.json")
 
     def launch(self, manifest: str, *command: str) -> subprocess.Popen[str]:
