@@ -1,7 +1,7 @@
 """mitmdump 8.1.1 addon: the bundle's host/port gate, credential injection, request DLP (gitleaks), the
 route of every server connection through pipelock (tunnel.py), and its SSRF guard when pipelock is absent.
 
-Run as `mitmdump -s addon.py`; the policy comes from $CLAUDE_BOTTLE_POLICY (default
+Run by proxy.py (the bundle's slim mitmdump; plain `mitmdump -s addon.py` works too); the policy comes from $CLAUDE_BOTTLE_POLICY (default
 /etc/claude-bottle/policy.json), secret values from $CLAUDE_BOTTLE_SECRETS. Decisions live in the
 sibling policy.py, dlp.py and detect.py; this file is the glue to mitmproxy's connection and request
 hooks, with the response hooks (addon_responses.py) and the WebSocket hooks (addon_websockets.py) as

@@ -31,8 +31,23 @@ from tests.tools import find_gitleaks
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDON = ROOT / "claude_bottle" / "bundle" / "addon.py"
+PROXY = ROOT / "claude_bottle" / "bundle" / "proxy.py"  # the bundle's mitmdump: what the tests run
 TIMEOUT = 10.0  # every socket operation; a hang is a failure, not a stuck CI job
 MITMDUMP = shutil.which("mitmdump")
+
+
+def mitmdump_python() -> str | None:
+    """The interpreter mitmdump runs on: the one with mitmproxy (and its h2 library) to run proxy.py."""
+    if MITMDUMP is None:
+        return None
+    with open(MITMDUMP, "rb") as handle:
+        first = handle.readline()
+    python = first[2:].strip().decode() if first.startswith(b"#!") else ""
+    ok = python and subprocess.run([python, "-c", "import mitmproxy, h2"], capture_output=True).returncode == 0
+    return python if ok else None
+
+
+MITM_PYTHON = mitmdump_python()
 OPENSSL = shutil.which("openssl")
 
 
@@ -42,7 +57,7 @@ BINARY = bytes(range(256))  # raw tunnels must carry every byte value unchanged
 
 
 def setUpModule() -> None:
-    missing = [name for name, path in (("mitmdump", MITMDUMP), ("openssl", OPENSSL), ("gitleaks", GITLEAKS))
+    missing = [name for name, path in (("mitmdump", MITM_PYTHON), ("openssl", OPENSSL), ("gitleaks", GITLEAKS))
                if path is None]
     if missing and REQUIRED:
         raise RuntimeError(f"CLAUDE_BOTTLE_REQUIRE_DOCKER=1 but {', '.join(missing)} not installed")
@@ -306,9 +321,9 @@ class Mitmdump:
         self.lines: list[str] = []
         self.cond = threading.Condition()
         argv = [
-            MITMDUMP or "mitmdump", "--mode", mode, "--listen-host", "127.0.0.1", "-p", str(self.port),
+            MITM_PYTHON or "python3", str(PROXY), "--mode", mode, "--listen-host", "127.0.0.1", "-p", str(self.port),
             "--set", f"confdir={self.dir / 'conf'}", "--set", f"ssl_verify_upstream_trusted_ca={ca}",
-            "--set", "flow_detail=0", "--set", "termlog_verbosity=warn", *args, "-s", str(ADDON),
+            "--set", "termlog_verbosity=warn", *args, "-s", str(ADDON),
         ]
         env = {**os.environ, "CLAUDE_BOTTLE_POLICY": str(self.policy_file), "CLAUDE_BOTTLE_SECRETS": str(secrets_file),
                "CLAUDE_BOTTLE_GITLEAKS": GITLEAKS or "gitleaks", **(env or {})}

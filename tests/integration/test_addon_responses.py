@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.integration.test_addon_mitmdump import (  # noqa: F401  (setUpModule skips without the tools)
-    MITMDUMP,
+    MITM_PYTHON,
     TIMEOUT,
     AddonTestBase,
     Mitmdump,
@@ -484,21 +484,10 @@ while True:
 """
 
 
-def mitmdump_python() -> str | None:
-    """The interpreter mitmdump runs on, which has mitmproxy's own h2 library."""
-    if MITMDUMP is None:
-        return None
-    with open(MITMDUMP, "rb") as handle:
-        first = handle.readline()
-    python = first[2:].strip().decode() if first.startswith(b"#!") else ""
-    ok = python and subprocess.run([python, "-c", "import h2"], capture_output=True).returncode == 0
-    return python if ok else None
-
-
 CURL = shutil.which("curl")
 
 
-@unittest.skipUnless(mitmdump_python() and CURL, "needs curl and the h2 library mitmproxy runs with")
+@unittest.skipUnless(MITM_PYTHON and CURL, "needs curl and the h2 library mitmproxy runs with")
 class Http2TrailersTest(AddonTestBase):
     """curl speaks HTTP/2 to mitmdump, and mitmdump to an h2 origin (mitmproxy's own h2 library)."""
 
@@ -510,7 +499,7 @@ class Http2TrailersTest(AddonTestBase):
     def setUpProxies(cls) -> None:
         script = cls.tmp / "h2_server.py"
         script.write_text(H2_SERVER)
-        cls.h2 = subprocess.Popen([mitmdump_python() or "python3", str(script), str(cls.tmp / "server.pem"),
+        cls.h2 = subprocess.Popen([MITM_PYTHON or "python3", str(script), str(cls.tmp / "server.pem"),
                                    str(cls.tmp / "server.key")], stdout=subprocess.PIPE)
         assert cls.h2.stdout is not None
         cls.h2_port = int(cls.h2.stdout.readline())

@@ -92,6 +92,17 @@ class BundleImageTest(unittest.TestCase):
         self.assertIn("Mitmproxy: 8.1.1", out)
         self.assertIn("8.30.1", out)
 
+    def test_the_proxy_loads_none_of_mitmdumps_unused_addons(self) -> None:
+        # proxy.py's reason to exist: flask (mitm.it), ldap3 and passlib (proxy auth) are half of
+        # mitmdump's start-up; the proxy core and TLS interception must still all be there.
+        out = self.run_in_image(
+            "cd /opt/claude-bottle && python3 -c 'import sys, proxy; proxy.without_default_addons(); "
+            "from mitmproxy import master; "
+            "from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig; "
+            "print(sorted(m for m in (\"flask\", \"ldap3\", \"passlib\", \"mitmproxy.addons.onboarding\") "
+            "if m in sys.modules))'")
+        self.assertEqual(out.strip().splitlines()[-1], "[]")
+
     def test_pipelock_marker_matches_the_binary(self) -> None:
         self.assertEqual(len(self.markers), 1, f"want exactly one marker, got {self.markers}")
         present = self.markers == {"pipelock-present"}

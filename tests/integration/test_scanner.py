@@ -290,7 +290,7 @@ class AddonWithScannerTest(DlpBase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        if tam.MITMDUMP is None or tam.OPENSSL is None:
+        if tam.MITM_PYTHON is None or tam.OPENSSL is None:
             if REQUIRED:
                 raise RuntimeError("CLAUDE_BOTTLE_REQUIRE_DOCKER=1 but mitmdump or openssl is not installed")
             raise unittest.SkipTest("mitmdump or openssl not installed (apt-get install mitmproxy openssl)")

@@ -77,12 +77,12 @@ class ArgvTest(unittest.TestCase):
         # The addon routes each server connection through pipelock itself; regular mode is what dials at
         # CONNECT time (server-speaks-first protocols, an honest answer to the CONNECT).
         argv = sup.mitmdump_argv()
-        self.assertEqual(argv[:5], ["mitmdump", "--mode", "regular", "--set", "connection_strategy=eager"])
+        self.assertEqual(argv[:6], ["python3", "/opt/claude-bottle/proxy.py", "--mode", "regular",
+                                    "--set", "connection_strategy=eager"])
         self.assertEqual(argv[argv.index("--listen-host") + 1], "0.0.0.0")
         self.assertEqual(argv[argv.index("-p") + 1], "8080")
         sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
         self.assertIn("confdir=/var/lib/claude-bottle/mitm", sets)
-        self.assertIn("block_global=false", sets)
         self.assertFalse(any(s.startswith("ssl_verify_upstream_trusted_ca") for s in sets))
         self.assertEqual(argv[-2:], ["-s", "/opt/claude-bottle/addon.py"])
 
@@ -90,9 +90,8 @@ class ArgvTest(unittest.TestCase):
         argv = sup.mitmdump_argv(upstream_ca="/var/lib/claude-bottle/upstream-ca.pem",
                                  confdir="/c", addon="/a.py", port=9, listen_host="127.0.0.1")
         self.assertEqual(argv, [
-            "mitmdump", "--mode", "regular", "--set", "connection_strategy=eager",
-            "--listen-host", "127.0.0.1", "-p", "9", "--set", "confdir=/c",
-            "--set", "block_global=false", "--set", "flow_detail=0", "--set", "termlog_verbosity=warn",
+            "python3", "/opt/claude-bottle/proxy.py", "--mode", "regular", "--set", "connection_strategy=eager",
+            "--listen-host", "127.0.0.1", "-p", "9", "--set", "confdir=/c", "--set", "termlog_verbosity=warn",
             "--set", "ssl_verify_upstream_trusted_ca=/var/lib/claude-bottle/upstream-ca.pem",
             "-s", "/a.py"])
 
