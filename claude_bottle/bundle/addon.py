@@ -1,13 +1,14 @@
 """mitmdump 8.1.1 addon: the bundle's host/port gate, credential injection, request DLP (gitleaks), the
 route of every server connection through pipelock (tunnel.py), and its SSRF guard when pipelock is absent.
 
-Run by proxy.py (the bundle's slim mitmdump; plain `mitmdump -s addon.py` works too); the policy comes from $CLAUDE_BOTTLE_POLICY (default
-/etc/claude-bottle/policy.json), secret values from $CLAUDE_BOTTLE_SECRETS. Decisions live in the
-sibling policy.py, dlp.py and detect.py; this file is the glue to mitmproxy's connection and request
-hooks, with the response hooks (addon_responses.py) and the WebSocket hooks (addon_websockets.py) as
-mixins of the one Gate, and the shared answers and log writer in verdicts.py. Every log line is JSON
-on stdout. mitmproxy swallows exceptions raised in hooks and lets the flow go on, so every hook that
-guards a request catches its own and refuses the request.
+Run by proxy.py (the bundle's slim mitmdump; plain `mitmdump -s addon.py` works too); the policy
+comes from $CLAUDE_BOTTLE_POLICY (default /etc/claude-bottle/policy.json), secret values from
+$CLAUDE_BOTTLE_SECRETS. Decisions live in the sibling policy.py, dlp.py and detect.py; this file is
+the glue to mitmproxy's connection and request hooks, with the response hooks (addon_responses.py)
+and the WebSocket hooks (addon_websockets.py) as mixins of the one Gate, and the shared answers and
+log writer in verdicts.py. Every log line is JSON on stdout. mitmproxy swallows exceptions raised in
+hooks and lets the flow go on, so every hook that guards a request catches its own and refuses the
+request.
 """
 
 from __future__ import annotations
