@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from claude_bottle import __version__
+from claude_bottle.bundle import shared
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ KINDS: dict[str, Kind] = {
         # Codex's own sandbox (Landlock, seccomp) does not work inside a container without privileges.
         ("codex", "--dangerously-bypass-approvals-and-sandbox"), "@openai",
         (Credential("OPENAI_API_KEY", "api.openai.com", "authorization"),), ".codex",
-        (("CODEX_CA_CERTIFICATE", "/etc/claude-bottle/ca.pem"),),  # Codex reads it before SSL_CERT_FILE
+        (("CODEX_CA_CERTIFICATE", shared.SHARED_CA),),  # Codex reads it before SSL_CERT_FILE
     ),
     "gemini": Kind(
         "gemini", f"claude-bottle/agent-gemini:{__version__}", "Dockerfile.gemini",

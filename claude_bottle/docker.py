@@ -3,12 +3,13 @@ exit path. The bundle's side (engine, images, bundle) is sidecars.py, shared wit
 
 from __future__ import annotations
 
+import json
 import sys
 
 from claude_bottle import audit, docker_argv, paths, plan as plan_mod, session, sidecars, ssh
-from claude_bottle.errors import ManifestError
+from claude_bottle.errors import BottleError, ManifestError, RuntimeFailure
 from claude_bottle.plan import Container, Plan
-from claude_bottle.runner import Runner
+from claude_bottle.runner import Result, Runner
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     # its exit status: how `verify` captures its probe's output. None (start): the terminal is the agent's.
     AgentRun = Callable[[list[str]], int]
     Files = dict[str, tuple[bytes, int]]
+    Entry = tuple[list[str] | None, list[str] | None]  # an image's ENTRYPOINT and CMD
 
 
 def start(plan: Plan, secret_values: dict[str, str], runner: Runner, state_dir: str | None = None, *,
@@ -29,7 +31,19 @@ def start(plan: Plan, secret_values: dict[str, str], runner: Runner, state_dir: 
                      "those hosts' keys; seed them with ssh.known_hosts (see the README)")
     check_external_networks(runner, plan)
     sidecars.ensure_images(runner, plan)
-    return execute(plan, runner, secret_values, state_dir or paths.state_dir(), extra_files=extra_files, run=run)
+    entry = agent_entry(runner, plan)
+    return execute(plan, runner, secret_values, state_dir or paths.state_dir(), extra_files=extra_files, run=run,
+                   entry=entry)
+
+
+def agent_entry(runner: Runner, plan: Plan) -> Entry:
+    """The agent image's ENTRYPOINT and CMD, which its gate passes on; an exit-125 error, before anything
+    is created, when there is nothing to run."""
+    entry = image_entry(runner.run(docker_argv.image_entry(plan.agent_image), timeout=60))
+    if not docker_argv.gated_command(*entry, plan.agent_command):
+        raise RuntimeFailure(f"the agent image {plan.agent_image} has no ENTRYPOINT or CMD, and no command "
+                             "was given (agent.command, or `start MANIFEST -- COMMAND`)")
+    return entry
 
 
 def check_external_networks(runner: Runner, plan: Plan) -> None:
@@ -43,22 +57,61 @@ def check_external_networks(runner: Runner, plan: Plan) -> None:
 
 
 def execute(plan: Plan, runner: Runner, secret_values: dict[str, str], state_dir: str, *,
-            extra_files: Files | None = None, run: AgentRun | None = None) -> int:
+            extra_files: Files | None = None, run: AgentRun | None = None, entry: Entry = (None, None)) -> int:
     """Run a plan to the end; whatever happens, save the bundle's decisions, then remove everything
-    carrying the session's label. `extra_files` go into the agent with the CA, before it starts."""
+    carrying the session's label. `extra_files` go into the agent before it starts.
+
+    The agent starts beside the bundle, not after it: its gate (gate/main.go) holds the agent's
+    command until the bundle's port accepts and its CA is in the shared volume, and a bundle that
+    fails stops the agent (sidecars.BundleStart)."""
+    finished: list[bool] = []  # every create returned: teardown may go by name (session.teardown)
 
     def body() -> int:
-        sidecars.start_bundle(runner, plan, secret_values)
+        agent = plan.container("agent")
+        entrypoint, cmd = entry
+        sidecars.create_networks(runner, plan)
+        sidecars.create_bundle(runner, plan)
         ensure_state_volume(runner, plan)
-        files = create_agent(runner, plan, interactive=run is None)  # overlaps the bundle's boot (about 1 s)
+        tty = run is None and sys.stdin.isatty() and sys.stdout.isatty()
+        configure, tar = sidecars.configure_argv(plan, secret_values)
+        results = runner.run_all([(configure, tar),
+                                  (docker_argv.agent_create(plan, agent, run is None, tty, entrypoint, cmd), None)],
+                                 timeout=300)
+        for what, result in zip(("configuring the bundle", "creating the agent container"), results):
+            if result.returncode != 0:
+                raise BottleError(f"{what} failed: {result.stderr.strip() or result.stdout.strip()}")
+        files = ssh_files(runner, plan, agent) if plan.ssh is not None else {}
         files.update(extra_files or {})
-        return run_agent(runner, plan, sidecars.wait_bundle(runner, plan.container("bundle")), files, run)
+        bundle = sidecars.BundleStart(runner, plan)
+        bundle.begin()
+        code = run_agent(runner, plan, files, run)
+        finished.append(True)
+        bundle.finish()
+        return code
 
     def cleanup() -> list[str]:
+        known = None
+        if finished:
+            known = ([c.name for c in plan.containers], [n.name for n in plan.networks])
         return session.save_then(lambda: audit.finish(runner, plan, secret_values, state_dir),
-                                 lambda: session.teardown(runner, session.session_label(plan.session)))
+                                 lambda: session.teardown(runner, session.session_label(plan.session), known=known))
 
     return session.guarded(body, cleanup)
+
+
+def image_entry(result: Result) -> Entry:
+    """ENTRYPOINT and CMD from `docker image inspect` (docker_argv.image_entry); (None, None) if unread."""
+    if result.returncode != 0:
+        raise RuntimeFailure(f"agent image: {result.stderr.strip() or 'docker image inspect failed'}")
+    parts = result.stdout.strip().split("\t")
+    values: list[list[str] | None] = []
+    for part in (parts + ["null", "null"])[:2]:
+        try:
+            value = json.loads(part)
+        except ValueError:
+            value = None
+        values.append([str(v) for v in value] if isinstance(value, list) else None)
+    return values[0], values[1]
 
 
 def ensure_state_volume(runner: Runner, plan: Plan) -> None:
@@ -71,21 +124,11 @@ def ensure_state_volume(runner: Runner, plan: Plan) -> None:
                   "giving the state volume to the agent's user")
 
 
-def create_agent(runner: Runner, plan: Plan, interactive: bool = True) -> dict[str, tuple[bytes, int]]:
-    """Create (not start) the agent; returns the files it still needs. Runs while the bundle boots.
-    Not interactive: no stdin and no tty, so its output can be captured as it was written."""
+def run_agent(runner: Runner, plan: Plan, files: dict[str, tuple[bytes, int]], run: AgentRun | None = None) -> int:
     agent = plan.container("agent")
-    tty = interactive and sys.stdin.isatty() and sys.stdout.isatty()
-    sidecars.must(runner, docker_argv.agent_create(plan, agent, interactive, tty), "creating the agent container")
-    return ssh_files(runner, plan, agent) if plan.ssh is not None else {}
-
-
-def run_agent(runner: Runner, plan: Plan, ca_pem: str, files: dict[str, tuple[bytes, int]],
-              run: AgentRun | None = None) -> int:
-    agent = plan.container("agent")
-    files = {**files, plan_mod.CA_PATH.lstrip("/"): (ca_pem.encode(), 0o444)}
-    sidecars.must(runner, docker_argv.copy_in(agent.name, "/"), "giving the agent the CA certificate",
-                  input=docker_argv.tar_of(files))
+    if files:
+        sidecars.must(runner, docker_argv.copy_in(agent.name, "/"), "giving the agent its files",
+                      input=docker_argv.tar_of(files))
     if run is not None:
         return run(docker_argv.start_attached(agent.name, False))
     return runner.attach(docker_argv.start_attached(agent.name, True))

@@ -64,10 +64,22 @@ def network_connect(network: str, container: str) -> list[str]:
     return ["docker", "network", "connect", network, container]
 
 
-def agent_create(plan: Plan, agent: Container, interactive: bool, tty: bool) -> list[str]:
+def gated_command(entrypoint: list[str] | None, cmd: list[str] | None, command: tuple[str, ...]) -> list[str]:
+    """What the image would run (its ENTRYPOINT, then the plan's command or else its CMD), for the gate
+    to become: replacing the entrypoint makes Docker drop the image's CMD, so it is passed on here."""
+    return [*(entrypoint or []), *(command or cmd or [])]
+
+
+def agent_create(plan: Plan, agent: Container, interactive: bool, tty: bool,
+                 entrypoint: list[str] | None = None, cmd: list[str] | None = None) -> list[str]:
+    """The agent starts beside the bundle: its first program is the bundle's gate (from the bundle's
+    volume, mounted read-only), which waits for the bundle's port and CA, then runs the image's own."""
     uid, _, gid = plan.agent_user.partition(":")
     argv = ["docker", "create", "--name", agent.name, *_labels(agent.labels)]
     argv += ["--network", agent.networks[0]]
+    proxy = plan.proxy_url.removeprefix("http://").rstrip("/")
+    argv += ["--volumes-from", f"{plan.container('bundle').name}:ro", "--entrypoint", shared.GATE,
+             "--env", f"CLAUDE_BOTTLE_GATE_PROXY={proxy}", "--env", f"CLAUDE_BOTTLE_GATE_CA={shared.SHARED_CA}"]
     if interactive:
         argv.append("--interactive")
     if tty:
@@ -93,7 +105,7 @@ def agent_create(plan: Plan, agent: Container, interactive: bool, tty: bool) -> 
         argv += ["--mount", f"type=bind,source={plan.ssh.agent_socket},target={ssh.AGENT_SOCKET},readonly"]
     for key, value in plan.agent_env:
         argv += ["--env", f"{key}={value}"]
-    return argv + [agent.image, *plan.agent_command]
+    return argv + [agent.image, *gated_command(entrypoint, cmd, plan.agent_command)]
 
 
 def start_attached(name: str, interactive: bool) -> list[str]:
@@ -177,6 +189,15 @@ def image_id(image: str) -> list[str]:
 
 def start(name: str) -> list[str]:
     return ["docker", "start", name]
+
+
+def kill(name: str) -> list[str]:
+    return ["docker", "kill", name]
+
+
+def image_entry(image: str) -> list[str]:
+    """An image's ENTRYPOINT and CMD, as two JSON values on one line."""
+    return ["docker", "image", "inspect", "--format", "{{json .Config.Entrypoint}}\t{{json .Config.Cmd}}", image]
 
 
 def network_inspect(name: str) -> list[str]:

@@ -21,7 +21,8 @@ BUNDLE_FILES = ("Dockerfile.sidecars", "supervise.py", "addon.py", "addon_respon
                 "detect_text.py", "detect_checks.py", "detect_tokens.py", "detect_secrets.py", "detect_hosts.py",
                 "detect_config.py", "detect_finance.py", "detect_layers.py", "detect_decode.py", "tunnel.py",
                 "proxy.py", "shared.py", "bip39_english.txt", "gitleaks.toml",
-                "scanner/go.mod", "scanner/go.sum", "scanner/main.go")
+                "scanner/go.mod", "scanner/go.sum", "scanner/main.go", "scanner/gate/main.go",
+                "scanner/boot/main.go")
 IMAGE_ENV = "CLAUDE_BOTTLE_SIDECARS_IMAGE"  # use a prebuilt image instead (air-gapped hosts)
 # "present" or "absent": set on the sidecars image from what its PIPELOCK_IMAGE holds (Dockerfile.sidecars),
 # and on the placeholder image that machines without pipelock build in its place.

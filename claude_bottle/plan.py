@@ -21,7 +21,7 @@ from claude_bottle.manifest import Manifest, Resources
 
 PROXY_PORT = shared.PROXY_PORT  # mitmdump, the bundle's only agent-facing port
 BUNDLE_ALIAS = "bundle"  # the bundle's name on the internal network
-CA_PATH = "/etc/claude-bottle/ca.pem"  # the mitmdump CA's public cert, inside the agent
+CA_PATH = shared.SHARED_CA  # the mitmdump CA's public cert, inside the agent
 AGENT_HOME = "/home/agent"
 AGENT_FALLBACK_UID = 10001  # used when the launcher runs as root: the agent never runs as root
 LABEL = "org.claude-bottle"

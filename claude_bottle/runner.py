@@ -23,6 +23,12 @@ class Runner(Protocol):
         """Run to completion, capturing output."""
         ...
 
+    def run_all(self, commands: Sequence[tuple[Sequence[str], bytes | None]], *, timeout: float | None = None
+                ) -> list[Result]:
+        """Run several (argv, input) at once, each to completion; results in the same order. For
+        Docker calls that don't depend on each other: the daemon does their work side by side."""
+        ...
+
     def attach(self, argv: Sequence[str], *, stdout_to_stderr: bool = False) -> int:
         """Run with our stdin/stdout/stderr (the agent, image builds) and return its exit status;
         `stdout_to_stderr` sends the child's stdout to our stderr (progress that isn't the agent's)."""
@@ -49,6 +55,23 @@ class SubprocessRunner:
             proc.stderr.decode("utf-8", "replace"),
             proc.stdout,
         )
+
+    def run_all(self, commands: Sequence[tuple[Sequence[str], bytes | None]], *, timeout: float | None = None
+                ) -> list[Result]:
+        import threading
+
+        results: list[Result | None] = [None] * len(commands)
+
+        def one(i: int, argv: Sequence[str], input: bytes | None) -> None:
+            results[i] = self.run(argv, input=input, timeout=timeout)
+
+        threads = [threading.Thread(target=one, args=(i, argv, input), daemon=True)
+                   for i, (argv, input) in enumerate(commands)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return [r if r is not None else Result(tuple(c[0]), 1, "", "not run") for r, c in zip(results, commands)]
 
     def stream(self, argv: Sequence[str]) -> Iterator[str]:
         try:

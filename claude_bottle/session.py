@@ -115,8 +115,13 @@ def save_then(save: Callable[[], None], remove: Callable[[], list[str]]) -> list
     return problems + remove()
 
 
-def teardown(runner: Runner, label: str, extra: Callable[[], None] | None = None) -> list[str]:
-    """Remove every container, then every network, carrying `label`. Returns problems, never raises."""
+def teardown(runner: Runner, label: str, extra: Callable[[], None] | None = None,
+             known: tuple[list[str], list[str]] | None = None) -> list[str]:
+    """Remove every container, then every network, carrying `label`. Returns problems, never raises.
+
+    `known` (container names, network names): a session whose every create returned, so nothing else
+    can carry its label; they are removed by name, side by side, and the listings are only the
+    fallback when a removal fails."""
     from claude_bottle import docker_argv
 
     problems: list[str] = []
@@ -125,6 +130,8 @@ def teardown(runner: Runner, label: str, extra: Callable[[], None] | None = None
             extra()
         except Exception as exc:  # keep going: the containers and networks matter more
             problems.append(str(exc))
+    if known is not None and remove_known(runner, *known):
+        return problems
     for kind in ("container", "network"):
         # Until a listing comes back empty: a create cut short by a signal may still land in the daemon
         # after an earlier listing, and a network can report endpoints a moment after its containers go.
@@ -145,6 +152,16 @@ def teardown(runner: Runner, label: str, extra: Callable[[], None] | None = None
                     problems.append(f"removing {kind}s failed: {removed.stderr.strip()}")
                 time.sleep(0.2 * (attempt + 1))
     return problems
+
+
+def remove_known(runner: Runner, containers: list[str], networks: list[str]) -> bool:
+    """Containers (with their anonymous volumes), then networks, by name; True if all went."""
+    from claude_bottle import docker_argv
+
+    if containers and runner.run(docker_argv.remove("container", containers), timeout=120).returncode != 0:
+        return False
+    removed = runner.run_all([(docker_argv.remove("network", [name]), None) for name in networks], timeout=120)
+    return all(r.returncode == 0 for r in removed)
 
 
 def session_label(session: str) -> str:

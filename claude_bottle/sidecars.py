@@ -11,7 +11,7 @@ import sys
 from claude_bottle import agents, docker_argv, images, secrets, session
 from claude_bottle.errors import BottleError, RuntimeFailure
 from claude_bottle.plan import Container, Plan
-from claude_bottle.runner import Runner
+from claude_bottle.runner import Result, Runner
 
 HEALTH_TIMEOUT = 60.0
 NO_PIPELOCK_ENV = "CLAUDE_BOTTLE_ALLOW_NO_PIPELOCK"
@@ -103,35 +103,116 @@ def must(runner: Runner, argv: list[str], what: str, input: bytes | None = None)
 
 def start_bundle(runner: Runner, plan: Plan, secret_values: dict[str, str]) -> None:
     """Create networks and the bundle and start it; wait_bundle() then waits for it to be ready."""
-    for net in plan.networks:
-        must(runner, docker_argv.network_create(net), f"creating network {net.name}")
+    create_networks(runner, plan)
+    create_bundle(runner, plan)
+    configure_bundle(runner, plan, secret_values)
+    must(runner, docker_argv.start(plan.container("bundle").name), "starting the bundle")
+
+
+def create_networks(runner: Runner, plan: Plan) -> None:
+    """The plan's networks, side by side."""
+    results = runner.run_all([(docker_argv.network_create(n), None) for n in plan.networks], timeout=300)
+    for net, result in zip(plan.networks, results):
+        if result.returncode != 0:
+            raise BottleError(f"creating network {net.name} failed: {result.stderr.strip() or result.stdout.strip()}")
+
+
+def create_bundle(runner: Runner, plan: Plan) -> None:
     bundle = plan.container("bundle")
     must(runner, docker_argv.bundle_create(plan, bundle), "creating the bundle")
     for extra in bundle.networks[1:]:
         must(runner, docker_argv.network_connect(extra, bundle.name), "connecting the bundle")
+
+
+def configure_argv(plan: Plan, secret_values: dict[str, str]) -> tuple[list[str], bytes]:
+    """The `docker cp` that gives the created bundle its config, and its tar stream."""
     values_file = secrets.values_file(secret_values) if plan.secrets else None
-    must(runner, docker_argv.copy_in(bundle.name, docker_argv.BUNDLE_CONFIG_DIR), "configuring the bundle",
-         input=docker_argv.bundle_files(plan, values_file))
-    must(runner, docker_argv.start(bundle.name), "starting the bundle")
+    return (docker_argv.copy_in(plan.container("bundle").name, docker_argv.BUNDLE_CONFIG_DIR),
+            docker_argv.bundle_files(plan, values_file))
+
+
+def configure_bundle(runner: Runner, plan: Plan, secret_values: dict[str, str]) -> None:
+    argv, tar = configure_argv(plan, secret_values)
+    must(runner, argv, "configuring the bundle", input=tar)
+
+
+def ready_answer(result: Result) -> dict[str, object] | None:
+    """What `supervise.py --wait` printed once ready, or None."""
+    try:
+        ready = json.loads(result.stdout) if result.returncode == 0 else None
+    except ValueError:
+        return None
+    return ready if isinstance(ready, dict) else None
+
+
+def not_ready(runner: Runner, bundle: Container, result: Result) -> BottleError:
+    """The bundle's last log lines (stderr) and the error that says it never became ready."""
+    tail = runner.run(docker_argv.logs_tail(bundle.name), timeout=30)
+    print(f"claude-bottle: bundle log (last lines):\n{(tail.stdout + tail.stderr).strip()}", file=sys.stderr)
+    said = (result.stderr or result.stdout).strip() or "no answer"
+    return BottleError(f"the bundle did not become ready: {said}")
 
 
 def wait_bundle(runner: Runner, bundle: Container) -> str:
     """Wait (inside the bundle, one exec) until it is ready; returns its CA certificate's public part."""
     result = runner.run(docker_argv.wait_ready(bundle.name, HEALTH_TIMEOUT), timeout=HEALTH_TIMEOUT + 30)
-    try:
-        ready = json.loads(result.stdout) if result.returncode == 0 else None
-    except ValueError:
-        ready = None
-    if not isinstance(ready, dict):
-        tail = runner.run(docker_argv.logs_tail(bundle.name), timeout=30)
-        print(f"claude-bottle: bundle log (last lines):\n{(tail.stdout + tail.stderr).strip()}", file=sys.stderr)
-        said = (result.stderr or result.stdout).strip() or "no answer"
-        raise BottleError(f"the bundle did not become ready: {said}")
+    ready = ready_answer(result)
+    if ready is None:
+        raise not_ready(runner, bundle, result)
     check_pipelock(bool(ready.get("pipelock")), bundle.image)
     ca = str(ready.get("ca", ""))
     if "BEGIN CERTIFICATE" not in ca or "PRIVATE" in ca:
         raise BottleError("the bundle returned something other than a public CA certificate")
     return ca
+
+
+class BundleStart:
+    """Start the bundle and wait until it is ready while the agent starts beside it (Docker runtime).
+
+    The agent's gate holds its command until the bundle's port accepts and the CA is in the shared
+    volume; a bundle that then fails to start or to become ready stops the agent, and `finish()`
+    raises why. Whatever this thread still waits for once the agent is done ends with the teardown."""
+
+    def __init__(self, runner: Runner, plan: Plan) -> None:
+        import threading
+
+        self._runner, self._bundle, self._agent = runner, plan.container("bundle"), plan.container("agent")
+        self._over = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bundle-start", daemon=True)
+        self.error: BottleError | None = None
+
+    def begin(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            must(self._runner, docker_argv.start(self._bundle.name), "starting the bundle")
+            result = self._runner.run(docker_argv.wait_ready(self._bundle.name, HEALTH_TIMEOUT),
+                                      timeout=HEALTH_TIMEOUT + 30)
+            if self._over.is_set():
+                return
+            ready = ready_answer(result)
+            if ready is None:
+                raise not_ready(self._runner, self._bundle, result)
+            check_pipelock(bool(ready.get("pipelock")), self._bundle.image)
+        except BottleError as exc:
+            if self._over.is_set():
+                return
+            self.error = exc
+            self._stop_agent()
+
+    def _stop_agent(self) -> None:
+        # The agent may not be running yet: the main thread starts it right after begin().
+        for _ in range(100):
+            if self._over.is_set() or self._runner.run(docker_argv.kill(self._agent.name), timeout=30).returncode == 0:
+                return
+            self._over.wait(0.1)
+
+    def finish(self) -> None:
+        """The agent is done: raise the bundle's failure, if it had one."""
+        self._over.set()
+        if self.error is not None:
+            raise self.error
 
 
 def check_pipelock(present: bool, image: str) -> None:

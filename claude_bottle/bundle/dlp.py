@@ -150,7 +150,7 @@ class Scanner:
                 conn = self.idle.pop()
             else:
                 try:
-                    conn = await asyncio.wait_for(asyncio.open_unix_connection(self.socket_path), self.timeout)
+                    conn = await asyncio.wait_for(self._connect(), self.timeout)
                 except (OSError, asyncio.TimeoutError) as e:
                     why = "timed out" if isinstance(e, asyncio.TimeoutError) else e.strerror or type(e).__name__
                     return ScanResult("error", reason=f"the scanner is not answering on {self.socket_path} ({why})")
@@ -173,6 +173,16 @@ class Scanner:
             else:
                 self.idle.append(conn)
             return result
+
+    async def _connect(self) -> Connection:
+        """A new connection; while the scanner is still starting (or restarting: its socket is missing
+        or refuses), wait for it, up to the caller's timeout. The agent starts beside the bundle, so
+        its first request can come before the scanner has loaded its rules."""
+        while True:
+            try:
+                return await asyncio.open_unix_connection(self.socket_path)
+            except (FileNotFoundError, ConnectionRefusedError):
+                await asyncio.sleep(0.02)
 
     @staticmethod
     async def _exchange(conn: Connection, data: bytes) -> ScanResult:

@@ -5,27 +5,27 @@ mitmdump loads every default addon, and importing them pulls in flask (the mitm.
 ldap3 and passlib (proxy authentication): more than half of its start-up, and code the bundle never
 runs. Then it makes its CA with a fresh RSA-2048 key, another 0.3 s. This entry point loads only what
 the bundle uses (the proxy server, TLS interception, layer choice, option checks, the log) plus the
-addon, and makes the session's CA with an ECDSA P-256 key when the confdir has none.
+addon. The session's CA is already in the confdir (the image's entrypoint, claude-bottle-boot, makes it first).
 
 Same argv as mitmdump, for the options the bundle and its tests use:
     proxy.py [--mode MODE] [--listen-host HOST] [-p PORT] [--set NAME=VALUE ...] -s ADDON.py
 An unknown option, or an addon that fails to import, ends the process: nothing listens without the
 addon (mitmdump's own script loader logs the error and serves on, unguarded).
+
+From the supervisor's environment: $CLAUDE_BOTTLE_LISTEN_FD, the proxy port it bound, served instead
+of binding one, so that connections made while this starts wait instead of being refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import importlib.util
 import os
 import signal
+import socket
 import sys
 import types
-from pathlib import Path
 
-CA_BASENAME = "mitmproxy"  # mitmproxy's CONF_BASENAME: the file names its CertStore looks for
-CA_VALID_DAYS = 397  # a session CA outlives no session; mitmproxy's own lasts ten years
 USAGE = "usage: proxy.py [--mode MODE] [--listen-host HOST] [-p PORT] [--set NAME=VALUE ...] -s ADDON.py"
 
 
@@ -63,44 +63,28 @@ def without_default_addons() -> None:
     sys.modules.setdefault("mitmproxy.addons", package)
 
 
-def ensure_ca(confdir: Path) -> None:
-    """The session CA, in the files and format mitmproxy's CertStore reads (key and cert in
-    mitmproxy-ca.pem, the public half in mitmproxy-ca-cert.pem), with mitmproxy's extensions."""
-    key_file = confdir / f"{CA_BASENAME}-ca.pem"
-    if key_file.exists():
-        return
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+def inherited_proxyserver(fd: int) -> object:
+    """mitmproxy's Proxyserver, serving the listening socket `fd` instead of binding its own.
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "claude-bottle session CA"),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "claude-bottle")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    usage = x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                          encipher_only=False, decipher_only=False)
-    cert = (x509.CertificateBuilder().serial_number(x509.random_serial_number())
-            .subject_name(name).issuer_name(name).public_key(key.public_key())
-            # mitmproxy's allowance for clocks that disagree (a microVM's, a cluster node's)
-            .not_valid_before(now - datetime.timedelta(days=2))
-            .not_valid_after(now + datetime.timedelta(days=CA_VALID_DAYS))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(usage, critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    pem = cert.public_bytes(serialization.Encoding.PEM)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                serialization.NoEncryption())
-    confdir.mkdir(parents=True, exist_ok=True)
-    partial = key_file.with_suffix(".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(private + pem)
-    (confdir / f"{CA_BASENAME}-ca-cert.pem").write_bytes(pem)
-    os.replace(partial, key_file)  # last: a CA file that exists is a whole one
+    Its server list is a private property (mitmproxy 8.1); on another version we refuse to start
+    rather than guess, and the supervisor's socket keeps refusing nothing: connections wait for a fix."""
+    from mitmproxy import version
+    from mitmproxy.addons import proxyserver
+
+    if not version.VERSION.startswith("8.1."):
+        raise RuntimeError(f"serving an inherited socket is written for mitmproxy 8.1, not {version.VERSION}")
+
+    class Proxyserver(proxyserver.Proxyserver):  # same name: the addon looks it up as "proxyserver"
+        @property
+        def _server_desc(self):  # type: ignore[no-untyped-def]
+            for name, instance, set_instance, enabled, start in super()._server_desc:
+                if name == "Proxy":
+                    # A duplicate each time: stopping the server closes its socket, never the original.
+                    def start() -> object:
+                        return asyncio.start_server(self.handle_tcp_connection, sock=socket.socket(fileno=os.dup(fd)))
+                yield name, instance, set_instance, enabled, start
+
+    return Proxyserver()
 
 
 def load_addon(path: str) -> types.ModuleType:
@@ -123,10 +107,11 @@ async def serve(specs: list[str], addon: str) -> None:
     proxy = master.Master(opts)
     # Options of mitmproxy's core now (confdir among them), the addons' own as each addon registers.
     opts.set(*specs, defer=True)
-    ensure_ca(Path(os.path.expanduser(opts.confdir)))  # before TlsConfig would make an RSA one
+    fd = os.environ.get("CLAUDE_BOTTLE_LISTEN_FD")
+    server = inherited_proxyserver(int(fd)) if fd else proxyserver.Proxyserver()
     # mitmdump's order, less the addons left out: a script's hooks run where its ScriptLoader sits,
     # after the proxy server's and before mitmproxy's own layer choice and TLS settings.
-    proxy.addons.add(termlog.TermLog(), core.Core(), disable_h2c.DisableH2C(), proxyserver.Proxyserver(),
+    proxy.addons.add(termlog.TermLog(), core.Core(), disable_h2c.DisableH2C(), server,
                      load_addon(addon), next_layer.NextLayer(), tlsconfig.TlsConfig(),
                      errorcheck.ErrorCheck(log_to_stderr=True))
     if opts.deferred:

@@ -10,6 +10,12 @@ PIPELOCK_HOST = "127.0.0.1"  # loopback only: the agent must never reach pipeloc
 PIPELOCK_PORT = 8888
 PIPELOCK_LISTEN = f"{PIPELOCK_HOST}:{PIPELOCK_PORT}"
 CONFIG_DIR = "/etc/claude-bottle"  # where the launcher copies policy.json, pipelock.yaml, secrets.json
+# The bundle's volume that its agent mounts read-only (Docker runtime): the agent's first program, and
+# the session CA's public certificate once the bundle has made it. Other runtimes mount their copy of
+# the certificate at the same path, so the agent's CA variables name one place everywhere.
+SHARE_DIR = "/run/claude-bottle"
+SHARED_CA = f"{SHARE_DIR}/ca.pem"
+GATE = f"{SHARE_DIR}/gate"
 
 # A secret's stand-in in the agent: prefix, the secret's name, "-", 32 hex digits of a per-session seed.
 PLACEHOLDER_PREFIX = "claude-bottle-placeholder-"

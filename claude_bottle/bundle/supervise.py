@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ ADDON = Path("/opt/claude-bottle/addon.py")
 PROXY = Path("/opt/claude-bottle/proxy.py")
 ADDON_READY = STATE_DIR / "addon-ready"  # mitmdump's pid, written by the addon once it is enforcing
 SCANNER_BIN = Path("/usr/local/bin/claude-bottle-scanner")
+BOOT_BIN = Path("/usr/local/bin/claude-bottle-boot")  # scanner/boot/main.go: the image's entrypoint
 SCANNER_SOCKET = STATE_DIR / "scanner.sock"  # private to the bundle's user; the addon connects here
 GITLEAKS_CONFIG = Path("/opt/claude-bottle/gitleaks.toml")
 # Loopback only, whatever the YAML says: pipelock does no TLS inspection, so the
@@ -47,6 +47,7 @@ PIPELOCK_LISTEN = shared.PIPELOCK_LISTEN
 PIPELOCK_URL = f"http://{PIPELOCK_LISTEN}"
 HEALTH_URL = f"{PIPELOCK_URL}/health"
 MITM_PORT = shared.PROXY_PORT
+MITM_LISTEN_HOST = "0.0.0.0"  # only the bottle's networks reach the bundle
 STOP_GRACE_S = 5.0   # then SIGKILL; well inside `docker stop`'s default 10 s
 STABLE_S = 30.0      # a child that ran this long starts its backoff afresh
 # Base64 body only: a match can never span into a "-----BEGIN PRIVATE KEY-----" block.
@@ -68,7 +69,7 @@ def pipelock_argv(binary: str = str(PIPELOCK_BIN), config: str = str(PIPELOCK_CO
 
 
 def mitmdump_argv(*, confdir: str = str(MITM_CONFDIR), addon: str = str(ADDON), port: int = MITM_PORT,
-                  listen_host: str = "0.0.0.0", upstream_ca: str | None = None) -> list[str]:
+                  listen_host: str = MITM_LISTEN_HOST, upstream_ca: str | None = None) -> list[str]:
     # proxy.py is mitmdump with only the addons the bundle uses (it starts in about a third of the time).
     # Regular mode with eager connects, said explicitly (the addon refuses any other mode): a CONNECT is
     # answered only once its server side is open, which the addon routes through pipelock. Only the
@@ -123,6 +124,7 @@ class Child:
     name: str
     argv: list[str]
     ready: Callable[[], bool] = lambda: True   # gate checked before each (re)start
+    pass_fds: tuple[int, ...] = ()   # kept open in the child: mitmdump's listening socket
     proc: subprocess.Popen[bytes] | None = None
     failures: int = 0
     started_at: float = 0.0
@@ -183,7 +185,7 @@ class Supervisor:
                 c.next_start = now + 0.5
                 continue
             try:   # stdout/stderr inherited: child logs reach `docker logs` unchanged
-                c.proc, c.started_at = subprocess.Popen(c.argv), now
+                c.proc, c.started_at = subprocess.Popen(c.argv, pass_fds=c.pass_fds), now
                 log(f"started {c.name} (pid {c.proc.pid}): {' '.join(c.argv)}")
             except OSError as e:
                 c.failures += 1
@@ -210,12 +212,17 @@ class Supervisor:
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore *_PROXY
+    """GET answered 200, straight to the address (never through a proxy). A raw request rather than
+    urllib: importing urllib.request was more than half of the supervisor's own start-up."""
+    host, _, rest = url.removeprefix("http://").partition("/")
+    name, _, port = host.rpartition(":")
     try:
-        with opener.open(url, timeout=timeout) as r:
-            return bool(r.status == 200)
-    except OSError:
+        with socket.create_connection((name, int(port)), timeout=timeout) as sock:
+            sock.sendall(f"GET /{rest} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+            head = sock.recv(64)
+    except (OSError, ValueError):
         return False
+    return head.split(b" ", 2)[1:2] == [b"200"]
 
 
 def read_ca() -> str:
@@ -297,17 +304,54 @@ def serve() -> int:
         MITM_CONFDIR.mkdir(parents=True, exist_ok=True)
         if PIPELOCK_BIN.exists() and not PIPELOCK_CONFIG.is_file():
             raise ValueError(f"pipelock is present but {PIPELOCK_CONFIG} is missing")
-    except (OSError, ValueError) as e:
+        make_ca()
+        listener = proxy_listener()
+    except (OSError, ValueError, subprocess.SubprocessError) as e:
         log(f"cannot start: {e}")
         return 1
-    return Supervisor(bundle_children(upstream_ca, PIPELOCK_BIN.exists(), SCANNER_BIN.exists())).run()
+    log(f"listening on :{MITM_PORT} for mitmdump (fd {listener.fileno()})")
+    children = bundle_children(upstream_ca, PIPELOCK_BIN.exists(), SCANNER_BIN.exists(), listener.fileno())
+    return Supervisor(children).run()
 
 
-def bundle_children(upstream_ca: str | None, pipelock: bool, scanner: bool) -> list[Child]:
+def make_ca(binary: Path = BOOT_BIN, confdir: Path = MITM_CONFDIR, shared_cert: str = shared.SHARED_CA) -> None:
+    """The session CA, which the image's entrypoint (claude-bottle-boot) has normally made already:
+    the agent, started beside the bundle, waits for its certificate in the shared volume
+    (gate/main.go), and mitmdump loads it instead of making its own. Made (or shared) again here so
+    that no path starts the proxy without it."""
+    cert = confdir / "mitmproxy-ca-cert.pem"
+    if cert.is_file() and os.path.isfile(shared_cert):
+        return
+    result = subprocess.run([str(binary), str(confdir), shared_cert, "0", "--", "true"], capture_output=True,
+                            text=True, timeout=30)
+    if result.returncode != 0 or not cert.is_file():
+        raise ValueError(f"making the session CA failed: {result.stderr.strip() or result.returncode}")
+
+
+def proxy_listener(host: str = MITM_LISTEN_HOST, port: int = MITM_PORT) -> socket.socket:
+    """The agent-facing port, bound before any child starts and handed to each mitmdump it starts:
+    the one claude-bottle-boot bound and left us ($CLAUDE_BOTTLE_LISTEN_FD), or one bound here.
+
+    A connection made while mitmdump is still starting (or restarting) waits in this socket's backlog
+    instead of being refused: the agent can start at the same time as the bundle (see gate/main.go)."""
+    inherited = os.environ.get("CLAUDE_BOTTLE_LISTEN_FD", "")
+    if inherited.isdigit():
+        listener = socket.socket(fileno=int(inherited))
+        if listener.getsockname()[1] != port:
+            raise ValueError(f"the inherited socket is bound to {listener.getsockname()}, not port {port}")
+    else:
+        listener = socket.create_server((host, port), backlog=1024)
+    listener.set_inheritable(True)
+    return listener
+
+
+def bundle_children(upstream_ca: str | None, pipelock: bool, scanner: bool, listen_fd: int | None = None
+                    ) -> list[Child]:
     """The children to run, all started at once, and the environment mitmdump inherits to find them.
 
-    mitmdump takes about a second to import and asks pipelock (up in ~70 ms) and the scanner (~0.2 s)
-    nothing before the first request; readiness still waits for pipelock's /health and a scanner ping."""
+    mitmdump (proxy.py) takes about half a second to start and asks pipelock (up in ~70 ms) and the
+    scanner (~0.5 s) nothing before the first request; readiness still waits for pipelock's /health
+    and a scanner ping. mitmdump serves the socket `listen_fd` the supervisor bound, when given one."""
     children = []
     if scanner:
         os.environ["CLAUDE_BOTTLE_SCANNER_SOCKET"] = str(SCANNER_SOCKET)  # read by the addon (dlp.py)
@@ -321,7 +365,10 @@ def bundle_children(upstream_ca: str | None, pipelock: bool, scanner: bool) -> l
     else:
         log("!!! WARNING: pipelock is ABSENT from this image: mitmdump connects out directly "
             "and only the mitmdump addon guards egress (a dev/CI build, not for real use) !!!")
-    children.append(Child("mitmdump", mitmdump_argv(upstream_ca=upstream_ca)))
+    if listen_fd is not None:
+        os.environ["CLAUDE_BOTTLE_LISTEN_FD"] = str(listen_fd)
+    children.append(Child("mitmdump", mitmdump_argv(upstream_ca=upstream_ca),
+                          pass_fds=(listen_fd,) if listen_fd is not None else ()))
     return children
 
 

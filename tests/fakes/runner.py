@@ -32,6 +32,8 @@ def docker_default(command: list[str]) -> Answer:
         return ok(json.dumps({"ca": PEM, "pipelock": True}) + "\n")
     if command[:2] == ["docker", "image"] and "index .Config.Labels" in " ".join(command):
         return ok("present\n")
+    if command[:2] == ["docker", "image"] and "json .Config.Entrypoint" in " ".join(command):
+        return ok('null\t["sleep","infinity"]\n')  # an image with a CMD and no ENTRYPOINT
     if command[:2] == ["docker", "image"]:
         return ok("sha256:" + "ab" * 32 + "\n")
     return ok()
@@ -53,6 +55,11 @@ class FakeRunner:
         answer = self.handler(argv) or docker_default(argv)
         raw = answer[3] if len(answer) == 4 else answer[1].encode()  # type: ignore[misc]
         return Result(tuple(argv), answer[0], answer[1], answer[2], raw)
+
+    def run_all(self, commands: Sequence[tuple[Sequence[str], bytes | None]], *, timeout: float | None = None
+                ) -> list[Result]:
+        """In order, one after the other: what the executors asked for, deterministically recorded."""
+        return [self.run(argv, input=input, timeout=timeout) for argv, input in commands]
 
     def attach(self, command: Sequence[str], **_: object) -> int:
         self.calls.append(list(command))

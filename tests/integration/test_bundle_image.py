@@ -84,7 +84,9 @@ class BundleImageTest(unittest.TestCase):
         self.assertEqual(config["User"], "10001:10001")
         self.assertEqual(config["Labels"].get("org.claude-bottle.role"), "sidecars")
         self.assertIn("8080/tcp", config["ExposedPorts"])
-        self.assertEqual(config["Entrypoint"], SUPERVISE)
+        # The session CA and the proxy port first (scanner/boot), then the supervisor as PID 1.
+        self.assertEqual(config["Entrypoint"], ["/usr/local/bin/claude-bottle-boot", "/var/lib/claude-bottle/mitm",
+                                                "/run/claude-bottle/ca.pem", "8080", "--", *SUPERVISE])
 
     def test_tools_answer(self) -> None:
         out = self.run_in_image("id -u; mitmdump --version; gitleaks version")

@@ -30,7 +30,7 @@ from tests.tools import find_gitleaks
 
 ROOT = Path(__file__).resolve().parents[2]
 SCANNER_SRC = ROOT / "claude_bottle" / "bundle" / "scanner"
-SOURCES = ("go.mod", "go.sum", "main.go")  # what the binary is built from, hashed as .ci/build-images does
+SOURCES = ("go.mod", "go.sum", "main.go", "gate/main.go", "boot/main.go")  # hashed as offline/build-images does
 CONFIG = ROOT / "claude_bottle" / "bundle" / "gitleaks.toml"
 REQUIRED = os.environ.get("CLAUDE_BOTTLE_REQUIRE_DOCKER") == "1"
 ENGINE = "regexp github.com/wasilibs/go-re2"  # built -tags gore2regex, as the image's (see main.go)

@@ -162,9 +162,32 @@ class SocketClientTest(unittest.TestCase):
 
         (result,) = self.run_with(silent, [b"x"], timeout=0.3)
         self.assertEqual(result, dlp.ScanResult("error", reason="the scanner timed out after 0.3 s"))
-        missing = asyncio.run(dlp.Scanner(socket_path=os.path.join(self.dir, "none.sock")).scan(b"x"))
+        missing = asyncio.run(dlp.Scanner(socket_path=os.path.join(self.dir, "none.sock"), timeout=0.3).scan(b"x"))
         self.assertEqual(missing.verdict, "error")
         self.assertIn("the scanner is not answering on", missing.reason)
+
+    def test_a_scanner_still_starting_is_waited_for(self) -> None:
+        # The agent starts beside the bundle: its first request may come before the scanner's socket.
+        path = os.path.join(self.dir, "late.sock")
+
+        async def go() -> dlp.ScanResult:
+            async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                size = int.from_bytes(await reader.readexactly(4), "big")
+                await reader.readexactly(size)
+                reply = b'{"rules": []}'
+                writer.write(len(reply).to_bytes(4, "big") + reply)
+                await writer.drain()
+
+            async def late() -> asyncio.AbstractServer:
+                await asyncio.sleep(0.3)
+                return await asyncio.start_unix_server(answer, path)
+
+            starting = asyncio.create_task(late())
+            result = await dlp.Scanner(socket_path=path, timeout=5).scan(b"x")
+            (await starting).close()
+            return result
+
+        self.assertEqual(asyncio.run(go()), dlp.ScanResult("clean"))
 
     def test_the_process_path_is_kept_when_no_socket_is_set(self) -> None:
         scanner = dlp.Scanner(["/nonexistent/gitleaks"], socket_path="")

@@ -356,9 +356,8 @@ class CommandRunTest(unittest.TestCase):
         self.assertEqual(len(started), 1)
         self.assertNotIn("--interactive", started[0])
         names = _tar_names(fake)
-        self.assertTrue({"etc/claude-bottle/ca.pem", "etc/claude-bottle/verify_probe.py",
-                         "etc/claude-bottle/verify.json"} <= names, names)
-        self.assertTrue(any(c[:3] == ["docker", "ps", "--all"] for c in fake.calls))  # teardown by label ran
+        self.assertTrue({"etc/claude-bottle/verify_probe.py", "etc/claude-bottle/verify.json"} <= names, names)
+        self.assertTrue(any(c[:4] == ["docker", "rm", "--force", "--volumes"] for c in fake.calls))  # torn down
 
     def test_one_escape_fails_the_run(self) -> None:
         code, out, _, _ = self.run_cli({"name": "demo", "egress": {"allow": []}}, leak="dns", fmt="text")
@@ -397,7 +396,7 @@ class CommandRunTest(unittest.TestCase):
             code = cli.main(["verify", self.write({"name": "demo"})])
         self.assertEqual(code, 2)
         self.assertIn("has no python3 on its PATH", err.getvalue())
-        self.assertTrue(any(c[:3] == ["docker", "ps", "--all"] for c in fake.calls))  # and it was all removed
+        self.assertTrue(any(c[:4] == ["docker", "rm", "--force", "--volumes"] for c in fake.calls))  # all removed
 
 
 def _tar_names(fake: FakeRunner) -> set[str]:
