@@ -84,8 +84,12 @@ def execute(plan: Plan, runner: Runner, secret_values: dict[str, str], state_dir
         files.update(extra_files or {})
         bundle = sidecars.BundleStart(runner, plan)
         bundle.begin()
-        code = run_agent(runner, plan, files, run)
-        finished.append(True)
+        try:
+            code = run_agent(runner, plan, files, run)
+            finished.append(True)
+        except BaseException:
+            bundle.abandon()  # whatever it still waits for ends with the teardown: not a failure to report
+            raise
         bundle.finish()
         return code
 

@@ -214,6 +214,10 @@ class BundleStart:
         if self.error is not None:
             raise self.error
 
+    def abandon(self) -> None:
+        """The session failed otherwise: the bundle's own failure, if any, is no longer news."""
+        self._over.set()
+
 
 def check_pipelock(present: bool, image: str) -> None:
     """Refuse a bundle built without pipelock unless the user says, by name, that they accept it."""

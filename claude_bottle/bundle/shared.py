@@ -13,7 +13,7 @@ CONFIG_DIR = "/etc/claude-bottle"  # where the launcher copies policy.json, pipe
 # The bundle's volume that its agent mounts read-only (Docker runtime): the agent's first program, and
 # the session CA's public certificate once the bundle has made it. Other runtimes mount their copy of
 # the certificate at the same path, so the agent's CA variables name one place everywhere.
-SHARE_DIR = "/run/claude-bottle"
+SHARE_DIR = "/run/claude-bottle/bundle"  # beside, not over, the SSH agent socket in /run/claude-bottle
 SHARED_CA = f"{SHARE_DIR}/ca.pem"
 GATE = f"{SHARE_DIR}/gate"
 

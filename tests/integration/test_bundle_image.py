@@ -86,7 +86,7 @@ class BundleImageTest(unittest.TestCase):
         self.assertIn("8080/tcp", config["ExposedPorts"])
         # The session CA and the proxy port first (scanner/boot), then the supervisor as PID 1.
         self.assertEqual(config["Entrypoint"], ["/usr/local/bin/claude-bottle-boot", "/var/lib/claude-bottle/mitm",
-                                                "/run/claude-bottle/ca.pem", "8080", "--", *SUPERVISE])
+                                                "/run/claude-bottle/bundle/ca.pem", "8080", "--", *SUPERVISE])
 
     def test_tools_answer(self) -> None:
         out = self.run_in_image("id -u; mitmdump --version; gitleaks version")
@@ -146,6 +146,16 @@ class BundleImageTest(unittest.TestCase):
         mode = docker("exec", cid, "stat", "-c", "%a %U",
                       "/var/lib/claude-bottle/mitm/mitmproxy-ca.pem").stdout.decode().split()
         self.assertEqual(mode, ["600", "bottle"], "the CA key must stay private to the bundle user")
+        # What the agent mounts (--volumes-from, read-only): its gate and the CA's public half, no key.
+        shared = docker("exec", cid, "sh", "-c", "cd /run/claude-bottle/bundle && ls && cat ca.pem").stdout.decode()
+        self.assertEqual(shared.split()[:2], ["ca.pem", "gate"])
+        self.assertIn("BEGIN CERTIFICATE", shared)
+        self.assertNotIn("PRIVATE KEY", shared)
+        text = docker("exec", cid, "openssl", "x509", "-noout", "-text", "-in", "/run/claude-bottle/bundle/ca.pem",
+                      check=False).stdout.decode()
+        if text:  # openssl is in the image: the CA is the one boot made, ECDSA P-256, a CA
+            self.assertIn("id-ecPublicKey", text)
+            self.assertIn("CA:TRUE", text)
 
         t0 = time.monotonic()
         docker("stop", "-t", "10", cid, timeout=30)

@@ -312,7 +312,7 @@ class ExecutorTest(unittest.TestCase):
         self.assertLess(create, start)
         self.assertLess(start, exec_)
         self.assertEqual(runner.calls[create][3:6], [self.plan.vm_name, "--from", "/cache/a.smolmachine"])
-        self.assertIn(f"{self.ca_dir}:/run/claude-bottle:ro", runner.calls[create])
+        self.assertIn(f"{self.ca_dir}:/run/claude-bottle/bundle:ro", runner.calls[create])
         self.assertIn(f"{self.plan.workspace}:/workspace", runner.calls[create])
         self.assertEqual(runner.calls[exec_][-2:], ["--", "claude"])
         self.assertCleanedUp(runner, exec_)
