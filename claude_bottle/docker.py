@@ -30,16 +30,16 @@ def start(plan: Plan, secret_values: dict[str, str], runner: Runner, state_dir: 
         session.warn(f"no known_hosts entry for {', '.join(plan.ssh.unknown)}: ssh in the bottle will refuse "
                      "those hosts' keys; seed them with ssh.known_hosts (see the README)")
     check_external_networks(runner, plan)
-    sidecars.ensure_images(runner, plan)
-    entry = agent_entry(runner, plan)
+    (found,) = sidecars.ensure_images(runner, plan, also=(docker_argv.image_entry(plan.agent_image),))
+    entry = agent_entry(found, plan)
     return execute(plan, runner, secret_values, state_dir or paths.state_dir(), extra_files=extra_files, run=run,
                    entry=entry)
 
 
-def agent_entry(runner: Runner, plan: Plan) -> Entry:
-    """The agent image's ENTRYPOINT and CMD, which its gate passes on; an exit-125 error, before anything
-    is created, when there is nothing to run."""
-    entry = image_entry(runner.run(docker_argv.image_entry(plan.agent_image), timeout=60))
+def agent_entry(found: Result, plan: Plan) -> Entry:
+    """The agent image's ENTRYPOINT and CMD (docker_argv.image_entry's answer), which its gate passes on;
+    an exit-125 error, before anything is created, when there is nothing to run."""
+    entry = image_entry(found)
     if not docker_argv.gated_command(*entry, plan.agent_command):
         raise RuntimeFailure(f"the agent image {plan.agent_image} has no ENTRYPOINT or CMD, and no command "
                              "was given (agent.command, or `start MANIFEST -- COMMAND`)")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from collections.abc import Iterator
-from typing import Protocol, Sequence
 
 
 @dataclass(frozen=True)
@@ -18,30 +16,36 @@ class Result:
     stdout_bytes: bytes = b""  # stdout as it came: a tar stream must not go through a text decoder
 
 
-class Runner(Protocol):
+class Runner:
+    """The seam itself: SubprocessRunner runs things, tests' FakeRunner records them. A plain base class,
+    not a typing.Protocol: the dry run imports this, and typing is a tenth of its imports."""
+
     def run(self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None) -> Result:
         """Run to completion, capturing output."""
-        ...
+        raise NotImplementedError
 
     def run_all(self, commands: Sequence[tuple[Sequence[str], bytes | None]], *, timeout: float | None = None
                 ) -> list[Result]:
         """Run several (argv, input) at once, each to completion; results in the same order. For
         Docker calls that don't depend on each other: the daemon does their work side by side."""
-        ...
+        raise NotImplementedError
 
     def attach(self, argv: Sequence[str], *, stdout_to_stderr: bool = False) -> int:
         """Run with our stdin/stdout/stderr (the agent, image builds) and return its exit status;
         `stdout_to_stderr` sends the child's stdout to our stderr (progress that isn't the agent's)."""
-        ...
+        raise NotImplementedError
 
     def stream(self, argv: Sequence[str]) -> Iterator[str]:
         """Lines of a long-running command's stdout and stderr as they come (`docker logs --follow`);
         the command is stopped when the iteration ends early."""
-        ...
+        raise NotImplementedError
 
 
-class SubprocessRunner:
+class SubprocessRunner(Runner):
+    # subprocess is imported where it is used: a dry run makes a SubprocessRunner and never runs anything.
     def run(self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None) -> Result:
+        import subprocess
+
         try:
             proc = subprocess.run(list(argv), input=input, capture_output=True, timeout=timeout)
         except FileNotFoundError:
@@ -74,6 +78,8 @@ class SubprocessRunner:
         return [r if r is not None else Result(tuple(c[0]), 1, "", "not run") for r, c in zip(results, commands)]
 
     def stream(self, argv: Sequence[str]) -> Iterator[str]:
+        import subprocess
+
         try:
             proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                     errors="replace")
@@ -88,6 +94,8 @@ class SubprocessRunner:
             proc.wait()
 
     def attach(self, argv: Sequence[str], *, stdout_to_stderr: bool = False) -> int:
+        import subprocess
+
         try:
             proc = subprocess.Popen(list(argv), stdout=sys.stderr if stdout_to_stderr else None)
         except FileNotFoundError:

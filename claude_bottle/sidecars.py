@@ -34,10 +34,16 @@ def image_id(runner: Runner, image: str) -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
-def ensure_images(runner: Runner, plan: Plan) -> None:
+def ensure_images(runner: Runner, plan: Plan, also: tuple[list[str], ...] = ()) -> list[Result]:
     """Build what is missing (with docker's own progress output); a missing custom agent image is an error.
-    Refuses a sidecars image without pipelock (unless accepted) here, before anything is created."""
-    if not image_id(runner, plan.sidecars_image):
+    Refuses a sidecars image without pipelock (unless accepted) here, before anything is created.
+    The first look at both images goes side by side with `also` (read-only calls); their results."""
+    first = runner.run_all([(docker_argv.image_id(plan.sidecars_image), None),
+                            (images.label_argv(plan.sidecars_image, images.PIPELOCK_LABEL), None),
+                            (docker_argv.image_id(plan.agent_image), None), *((argv, None) for argv in also)],
+                           timeout=60)
+    sidecars_id, label, agent_id = (r.stdout.strip() if r.returncode == 0 else "" for r in first[:3])
+    if not sidecars_id:
         if os.environ.get(images.IMAGE_ENV):
             raise RuntimeFailure(f"{images.IMAGE_ENV}={plan.sidecars_image} does not exist locally")
         try:
@@ -49,9 +55,11 @@ def ensure_images(runner: Runner, plan: Plan) -> None:
                   "building every image from Debian's archive and the Go module proxy instead "
                   "(claude-bottle build --offline)", file=sys.stderr)
             build_offline(runner)
-    if image_label(runner, plan.sidecars_image, images.PIPELOCK_LABEL) == "absent":
+        label = image_label(runner, plan.sidecars_image, images.PIPELOCK_LABEL)
+        agent_id = agent_id or image_id(runner, plan.agent_image)  # an offline build makes agent images too
+    if label == "absent":
         check_pipelock(False, plan.sidecars_image)
-    if not image_id(runner, plan.agent_image):
+    if not agent_id:
         kind = agents.KINDS[plan.agent_kind]
         if plan.agent_image != kind.image:
             raise RuntimeFailure(f"agent image {plan.agent_image} is not present; build or pull it first")
@@ -62,6 +70,9 @@ def ensure_images(runner: Runner, plan: Plan) -> None:
                 f"the {kind.name} agent image needs the npm registry to build; on a machine without one, "
                 f"`claude-bottle build --offline` makes {images.AGENT_BASE_IMAGE} (python3, git) for agent.image"
             ) from None
+    if not first[2].stdout.strip() or first[2].returncode != 0:
+        return [runner.run(argv, timeout=60) for argv in also]  # the agent image is new: look again
+    return first[3:]
 
 
 def image_label(runner: Runner, image: str, label: str) -> str:

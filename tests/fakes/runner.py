@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import Union
 
-from claude_bottle.runner import Result
+from claude_bottle.runner import Result, Runner
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 Answer = Union[tuple[int, str, str], tuple[int, str, str, bytes]]
@@ -39,7 +39,7 @@ def docker_default(command: list[str]) -> Answer:
     return ok()
 
 
-class FakeRunner:
+class FakeRunner(Runner):
     def __init__(self, handler: Callable[[list[str]], Answer | None] | None = None,
                  attach: Callable[[list[str]], int] | None = None, lines: Sequence[str] = ()) -> None:
         self.handler = handler or (lambda a: None)
