@@ -149,10 +149,14 @@ class Scanner:
             if reused:
                 conn = self.idle.pop()
             else:
+                waited: list[OSError] = []
                 try:
-                    conn = await asyncio.wait_for(self._connect(), self.timeout)
+                    conn = await asyncio.wait_for(self._connect(waited), self.timeout)
                 except (OSError, asyncio.TimeoutError) as e:
-                    why = "timed out" if isinstance(e, asyncio.TimeoutError) else e.strerror or type(e).__name__
+                    failure = waited[-1] if waited and isinstance(e, asyncio.TimeoutError) else e
+                    why = failure.strerror if isinstance(failure, OSError) and failure.strerror else "timed out"
+                    if waited:
+                        why += f", after waiting {self.timeout:g} s for it to start"
                     return ScanResult("error", reason=f"the scanner is not answering on {self.socket_path} ({why})")
             try:
                 result = await asyncio.wait_for(self._exchange(conn, data), self.timeout)
@@ -174,14 +178,15 @@ class Scanner:
                 self.idle.append(conn)
             return result
 
-    async def _connect(self) -> Connection:
+    async def _connect(self, waited: list[OSError]) -> Connection:
         """A new connection; while the scanner is still starting (or restarting: its socket is missing
-        or refuses), wait for it, up to the caller's timeout. The agent starts beside the bundle, so
-        its first request can come before the scanner has loaded its rules."""
+        or refuses), wait for it, up to the caller's timeout, keeping in `waited` why. The agent starts
+        beside the bundle, so its first request can come before the scanner has loaded its rules."""
         while True:
             try:
                 return await asyncio.open_unix_connection(self.socket_path)
-            except (FileNotFoundError, ConnectionRefusedError):
+            except (FileNotFoundError, ConnectionRefusedError) as e:
+                waited[:] = [e]
                 await asyncio.sleep(0.02)
 
     @staticmethod

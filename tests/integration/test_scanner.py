@@ -230,9 +230,12 @@ class ScannerTest(unittest.TestCase):
         self.assertEqual(again, dlp.ScanResult("leak", ("aws-access-token",)))
 
     def test_no_socket_at_all_fails_closed(self) -> None:
-        (result,) = asyncio.run(self._one(os.path.join(self.dir, "nothing-here.sock"), b"x"))
+        started = time.monotonic()
+        (result,) = asyncio.run(self._one(os.path.join(self.dir, "nothing-here.sock"), b"x", timeout=0.5))
         self.assertEqual(result.verdict, "error")
         self.assertIn("No such file", result.reason)
+        self.assertIn("after waiting 0.5 s for it to start", result.reason)
+        self.assertLess(time.monotonic() - started, 5)
 
     def test_a_scanner_that_never_answers_times_out(self) -> None:
         mute = socket.socket(socket.AF_UNIX)
@@ -303,7 +306,10 @@ class AddonWithScannerTest(DlpBase):
         broken = cls.tmp / "failing-gitleaks"
         broken.write_text(f"#!{sys.executable}\nimport sys\nsys.exit(1)\n")
         broken.chmod(0o755)
-        kw = {"env": {"CLAUDE_BOTTLE_SCANNER_SOCKET": cls.sock, "CLAUDE_BOTTLE_GITLEAKS": str(broken)},
+        # A scan waits for a scanner that is (re)starting, up to the DLP timeout: short here, so the
+        # scanner-down test sees the refusal well inside its client's timeout.
+        kw = {"env": {"CLAUDE_BOTTLE_SCANNER_SOCKET": cls.sock, "CLAUDE_BOTTLE_GITLEAKS": str(broken),
+                      "CLAUDE_BOTTLE_DLP_TIMEOUT": "3"},
               "secrets": {"version": 1, "values": {"TOKEN": REAL}}}
         cls.scan = cls.start_proxy(cls.policy("scan", [{"host": "localhost", "wildcard": False, "mode": "skip"}]), **kw)
         cls.warn = cls.start_proxy(cls.policy("warn"), **kw)
