@@ -338,7 +338,9 @@ def proxy_listener(host: str = MITM_LISTEN_HOST, port: int = MITM_PORT) -> socke
     if inherited.isdigit():
         listener = socket.socket(fileno=int(inherited))
         if listener.getsockname()[1] != port:
-            raise ValueError(f"the inherited socket is bound to {listener.getsockname()}, not port {port}")
+            where = listener.getsockname()
+            listener.close()
+            raise ValueError(f"the inherited socket is bound to {where}, not port {port}")
     else:
         listener = socket.create_server((host, port), backlog=1024)
     listener.set_inheritable(True)

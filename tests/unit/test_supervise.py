@@ -323,3 +323,32 @@ class SupervisorLoopTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ProxyListenerTest(unittest.TestCase):
+    """The agent-facing port: the one claude-bottle-boot bound and left us, or one bound here."""
+
+    def test_the_inherited_socket_is_used_and_kept_inheritable(self):
+        bound = socket.create_server(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        with mock.patch.dict(os.environ, {"CLAUDE_BOTTLE_LISTEN_FD": str(bound.fileno())}):
+            listener = sup.proxy_listener("127.0.0.1", port)
+        self.addCleanup(listener.close)
+        bound.detach()  # the listener owns the descriptor now
+        self.assertEqual(listener.getsockname()[1], port)
+        self.assertTrue(listener.get_inheritable())
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass  # waits in the backlog until mitmdump accepts
+
+    def test_an_inherited_socket_on_another_port_is_refused(self):
+        bound = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(bound.close)
+        with mock.patch.dict(os.environ, {"CLAUDE_BOTTLE_LISTEN_FD": str(os.dup(bound.fileno()))}):
+            with self.assertRaisesRegex(ValueError, "not port 1"):
+                sup.proxy_listener("127.0.0.1", 1)
+
+    def test_without_one_it_binds_its_own(self):
+        with mock.patch.dict(os.environ, {"CLAUDE_BOTTLE_LISTEN_FD": ""}):
+            listener = sup.proxy_listener("127.0.0.1", 0)
+        self.addCleanup(listener.close)
+        self.assertTrue(listener.get_inheritable())
