@@ -191,6 +191,11 @@ def start(name: str) -> list[str]:
     return ["docker", "start", name]
 
 
+def container_state(name: str) -> list[str]:
+    """"exited (exit 1)", "running (exit 0)": what `not ready` reports of a bundle that said nothing."""
+    return ["docker", "container", "inspect", "--format", "{{.State.Status}} (exit {{.State.ExitCode}})", name]
+
+
 def kill(name: str) -> list[str]:
     return ["docker", "kill", name]
 
