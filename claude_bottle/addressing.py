@@ -9,14 +9,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
+from claude_bottle.digest import sha256
+
 # 192.168.17.x is skipped: it is a common collision with home routers and VPNs.
 SKIPPED_THIRD_OCTETS = frozenset({17})
 
 
 def _candidates(slug: str) -> Iterable[int]:
-    import hashlib  # only smolmachines plans need it: a Docker bottle's dry run should not pay for it
-
-    start = int.from_bytes(hashlib.sha256(slug.encode()).digest()[:4], "big") % 256
+    start = int.from_bytes(sha256(slug.encode()).digest()[:4], "big") % 256
     for offset in range(256):
         n = (start + offset) % 256
         if n not in SKIPPED_THIRD_OCTETS:

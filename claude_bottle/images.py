@@ -7,10 +7,10 @@ rebuilt on the next start instead of silently running the old one.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 
 from claude_bottle import __version__
+from claude_bottle.digest import sha256
 
 BUNDLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bundle")
 AGENT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent")
@@ -33,7 +33,7 @@ STAGE_LABEL = "org.claude-bottle.build-stage"
 
 @functools.lru_cache(maxsize=1)
 def _bundle_digest() -> str:
-    digest = hashlib.sha256()
+    digest = sha256()
     for name in BUNDLE_FILES:
         digest.update(name.encode() + b"\0")
         try:

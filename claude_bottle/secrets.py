@@ -9,7 +9,6 @@ header of requests to the secret's hosts, over HTTPS only, and refuses it anywhe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
 
 from claude_bottle import agents, egress as egress_mod
 from claude_bottle.bundle import shared
+from claude_bottle.digest import sha256
 from claude_bottle.errors import ManifestError
 
 PLACEHOLDER_PREFIX = shared.PLACEHOLDER_PREFIX
@@ -161,7 +161,7 @@ def with_default(found: tuple[Secret, ...], opted_out: tuple[str, ...], agent_en
 def placeholder(seed: str, name: str) -> str:
     """Per session and recognisable; derived from the session's random seed (an input of the plan, so
     the plan stays a pure function of its inputs), never from anything visible such as the session id."""
-    digest = hashlib.sha256(f"claude-bottle\0{seed}\0{name}".encode()).hexdigest()[:32]
+    digest = sha256(f"claude-bottle\0{seed}\0{name}".encode()).hexdigest()[:32]
     return f"{PLACEHOLDER_PREFIX}{name}-{digest}"
 
 
