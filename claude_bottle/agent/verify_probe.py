@@ -171,6 +171,16 @@ def batch_size() -> int:
     return max(32, min(1024, soft - 64))
 
 
+def listening(sock: socket.socket) -> bool:
+    """A connect that succeeded reached a listener, unless it reached itself: on a loopback address a
+    socket whose ephemeral port happens to be the one it dials connects to itself (TCP's simultaneous
+    open), which a scan of every port meets about once in 28000 tries."""
+    try:
+        return sock.getsockname() != sock.getpeername()
+    except OSError:
+        return False
+
+
 def scan_batch(address: str, ports: list) -> tuple:
     """Non-blocking connects to many ports at once: (open ports, how many never answered)."""
     sel = selectors.DefaultSelector()
@@ -181,7 +191,8 @@ def scan_batch(address: str, ports: list) -> tuple:
             sock.setblocking(False)
             code = sock.connect_ex((address, port))
             if code == 0:
-                found.append(port)
+                if listening(sock):
+                    found.append(port)
                 sock.close()
             elif code in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
                 sel.register(sock, selectors.EVENT_WRITE, port)
@@ -194,7 +205,7 @@ def scan_batch(address: str, ports: list) -> tuple:
                 break
             for key, _ in sel.select(timeout=left):
                 sock = key.fileobj
-                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 and listening(sock):
                     found.append(key.data)
                 sel.unregister(sock)
                 sock.close()

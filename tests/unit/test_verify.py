@@ -433,6 +433,21 @@ def _refused(check: dict[str, Any], leak: str) -> dict[str, Any]:
 
 
 class ProbeHelpersTest(unittest.TestCase):
+    def test_a_scan_counts_listeners_not_a_socket_that_reached_itself(self) -> None:
+        import socket
+
+        server = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(server.close)
+        with socket.create_connection(server.getsockname()) as real:
+            self.assertTrue(probe.listening(real))
+        # What a scan of the agent's own loopback meets: a socket whose port is the one it dials.
+        with socket.socket() as lonely:
+            lonely.bind(("127.0.0.1", 0))
+            lonely.connect(lonely.getsockname())
+            self.assertFalse(probe.listening(lonely))
+        found, _ = probe.scan_batch("127.0.0.1", [server.getsockname()[1]])
+        self.assertEqual(found, [server.getsockname()[1]])
+
     def test_icmp_checksum(self) -> None:
         packet = b"\x08\x00\x00\x00\x63\x62\x00\x01" + b"abc"
         summed = packet[:2] + probe.checksum(packet).to_bytes(2, "big") + packet[4:]
