@@ -12,14 +12,16 @@ Same argv as mitmdump, for the options the bundle and its tests use:
 An unknown option, or an addon that fails to import, ends the process: nothing listens without the
 addon (mitmdump's own script loader logs the error and serves on, unguarded).
 
-From the supervisor's environment: $CLAUDE_BOTTLE_LISTEN_FD, the proxy port it bound, served instead
-of binding one, so that connections made while this starts wait instead of being refused.
+From the supervisor's environment: $CLAUDE_BOTTLE_LISTEN_FD, the proxy port it bound, and
+$CLAUDE_BOTTLE_UNIX_FD, the Unix socket the Docker runtime's agent comes in by, both served instead of
+binding one, so that connections made while this starts wait instead of being refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import itertools
 import os
 import signal
 import socket
@@ -63,28 +65,77 @@ def without_default_addons() -> None:
     sys.modules.setdefault("mitmproxy.addons", package)
 
 
-def inherited_proxyserver(fd: int) -> object:
-    """mitmproxy's Proxyserver, serving the listening socket `fd` instead of binding its own.
+def inherited_proxyserver(tcp_fd: int | None, unix_fd: int | None) -> object:
+    """mitmproxy's Proxyserver, serving the listening sockets it was handed instead of binding its own.
 
     Its server list is a private property (mitmproxy 8.1); on another version we refuse to start
-    rather than guess, and the supervisor's socket keeps refusing nothing: connections wait for a fix."""
+    rather than guess, and the supervisor's sockets keep refusing nothing: connections wait for a fix."""
     from mitmproxy import version
     from mitmproxy.addons import proxyserver
 
     if not version.VERSION.startswith("8.1."):
         raise RuntimeError(f"serving an inherited socket is written for mitmproxy 8.1, not {version.VERSION}")
+    numbers = itertools.count()
 
     class Proxyserver(proxyserver.Proxyserver):  # same name: the addon looks it up as "proxyserver"
+        async def handle_local_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self.handle_tcp_connection(reader, LocalPeer(writer, next(numbers)))  # type: ignore[arg-type]
+
+        async def _start_inherited(self) -> Servers:
+            # A duplicate each time: stopping a server closes its socket, never the original.
+            servers = []
+            if tcp_fd is not None:
+                servers.append(await asyncio.start_server(self.handle_tcp_connection, sock=_dup(tcp_fd)))
+            if unix_fd is not None:
+                servers.append(await asyncio.start_unix_server(self.handle_local_connection, sock=_dup(unix_fd)))
+            return Servers(servers)
+
         @property
         def _server_desc(self):  # type: ignore[no-untyped-def]
             for name, instance, set_instance, enabled, start in super()._server_desc:
                 if name == "Proxy":
-                    # A duplicate each time: stopping the server closes its socket, never the original.
-                    def start() -> object:
-                        return asyncio.start_server(self.handle_tcp_connection, sock=socket.socket(fileno=os.dup(fd)))
+                    start = self._start_inherited
                 yield name, instance, set_instance, enabled, start
 
     return Proxyserver()
+
+
+def _dup(fd: int) -> socket.socket:
+    return socket.socket(fileno=os.dup(fd))
+
+
+class Servers:
+    """Several asyncio servers as mitmproxy 8.1 handles its one: their sockets, close, wait_closed."""
+
+    def __init__(self, servers: list[asyncio.AbstractServer]) -> None:
+        self._servers = servers
+        self.sockets = [sock for server in servers for sock in (server.sockets or ())]  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.close()
+
+    async def wait_closed(self) -> None:
+        for server in self._servers:
+            await server.wait_closed()
+
+
+class LocalPeer:
+    """A Unix-socket client's writer, as mitmproxy 8.1 expects a TCP client's: it keys its connections by
+    the peer's address and prints it as host:port, and a Unix peer has none (""), so each gets the
+    agent's own loopback address with a number of its own. Everything else is the real writer."""
+
+    def __init__(self, writer: asyncio.StreamWriter, number: int) -> None:
+        self._writer = writer
+        self._names = {"peername": ("127.0.0.1", 1 + number % 65535), "sockname": ("127.0.0.1", 0)}
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        if name in self._names:
+            return self._names[name]
+        return self._writer.get_extra_info(name, default)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._writer, name)
 
 
 def load_addon(path: str) -> types.ModuleType:
@@ -107,8 +158,9 @@ async def serve(specs: list[str], addon: str) -> None:
     proxy = master.Master(opts)
     # Options of mitmproxy's core now (confdir among them), the addons' own as each addon registers.
     opts.set(*specs, defer=True)
-    fd = os.environ.get("CLAUDE_BOTTLE_LISTEN_FD")
-    server = inherited_proxyserver(int(fd)) if fd else proxyserver.Proxyserver()
+    fds = [os.environ.get(name) for name in ("CLAUDE_BOTTLE_LISTEN_FD", "CLAUDE_BOTTLE_UNIX_FD")]
+    tcp_fd, unix_fd = (int(fd) if fd else None for fd in fds)
+    server = inherited_proxyserver(tcp_fd, unix_fd) if fds != [None, None] else proxyserver.Proxyserver()
     # mitmdump's order, less the addons left out: a script's hooks run where its ScriptLoader sits,
     # after the proxy server's and before mitmproxy's own layer choice and TLS settings.
     proxy.addons.add(termlog.TermLog(), core.Core(), disable_h2c.DisableH2C(), server,

@@ -16,6 +16,14 @@ CONFIG_DIR = "/etc/claude-bottle"  # where the launcher copies policy.json, pipe
 SHARE_DIR = "/run/claude-bottle/bundle"  # beside, not over, the SSH agent socket in /run/claude-bottle
 SHARED_CA = f"{SHARE_DIR}/ca.pem"
 GATE = f"{SHARE_DIR}/gate"
+# The Docker runtime's agent has no network: it reaches the proxy through this socket, in the same
+# volume, by way of the gate's relay on its own loopback (AGENT_PROXY). The bundle then binds PROXY_PORT
+# on the address in PROXY_HOST_ENV (loopback) and so serves no one on the network it egresses by.
+PROXY_SOCKET = f"{SHARE_DIR}/proxy.sock"
+# Not 8080: the agent's own dev servers want that one. 3128 is a proxy's port by convention.
+AGENT_PROXY_PORT = 3128
+AGENT_PROXY = f"127.0.0.1:{AGENT_PROXY_PORT}"
+PROXY_HOST_ENV = "CLAUDE_BOTTLE_PROXY_HOST"
 
 # A secret's stand-in in the agent: prefix, the secret's name, "-", 32 hex digits of a per-session seed.
 PLACEHOLDER_PREFIX = "claude-bottle-placeholder-"

@@ -7,6 +7,7 @@ addon's DLP scans on a Unix socket when the image has it.
 `--check`: readiness probe for `docker exec` (exit 0 = ready); `--ca`: print the public CA cert.
 Stdlib only: the bundle image carries no pip packages.
 """
+import contextlib
 import json
 import os
 import re
@@ -47,7 +48,10 @@ PIPELOCK_LISTEN = shared.PIPELOCK_LISTEN
 PIPELOCK_URL = f"http://{PIPELOCK_LISTEN}"
 HEALTH_URL = f"{PIPELOCK_URL}/health"
 MITM_PORT = shared.PROXY_PORT
-MITM_LISTEN_HOST = "0.0.0.0"  # only the bottle's networks reach the bundle
+# Every address when the plan says nothing: only the bottle's own network reaches the bundle (smolmachines,
+# Kubernetes). Loopback in the Docker runtime, whose agent comes in by PROXY_SOCKET (shared.py).
+MITM_LISTEN_HOST = os.environ.get(shared.PROXY_HOST_ENV) or "0.0.0.0"
+PROXY_SOCKET = shared.PROXY_SOCKET
 STOP_GRACE_S = 5.0   # then SIGKILL; well inside `docker stop`'s default 10 s
 STABLE_S = 30.0      # a child that ran this long starts its backoff afresh
 # Base64 body only: a match can never span into a "-----BEGIN PRIVATE KEY-----" block.
@@ -306,11 +310,14 @@ def serve() -> int:
             raise ValueError(f"pipelock is present but {PIPELOCK_CONFIG} is missing")
         make_ca()
         listener = proxy_listener()
+        local = unix_listener()
     except (OSError, ValueError, subprocess.SubprocessError) as e:
         log(f"cannot start: {e}")
         return 1
-    log(f"listening on :{MITM_PORT} for mitmdump (fd {listener.fileno()})")
-    children = bundle_children(upstream_ca, PIPELOCK_BIN.exists(), SCANNER_BIN.exists(), listener.fileno())
+    log(f"listening on {MITM_LISTEN_HOST}:{MITM_PORT} (fd {listener.fileno()}) and {PROXY_SOCKET} "
+        f"(fd {local.fileno()}) for mitmdump")
+    children = bundle_children(upstream_ca, PIPELOCK_BIN.exists(), SCANNER_BIN.exists(), listener.fileno(),
+                               local.fileno())
     return Supervisor(children).run()
 
 
@@ -322,7 +329,7 @@ def make_ca(binary: Path = BOOT_BIN, confdir: Path = MITM_CONFDIR, shared_cert: 
     cert = confdir / "mitmproxy-ca-cert.pem"
     if cert.is_file() and os.path.isfile(shared_cert):
         return
-    result = subprocess.run([str(binary), str(confdir), shared_cert, "0", "--", "true"], capture_output=True,
+    result = subprocess.run([str(binary), str(confdir), shared_cert, "0", "-", "--", "true"], capture_output=True,
                             text=True, timeout=30)
     if result.returncode != 0 or not cert.is_file():
         raise ValueError(f"making the session CA failed: {result.stderr.strip() or result.returncode}")
@@ -347,13 +354,35 @@ def proxy_listener(host: str = MITM_LISTEN_HOST, port: int = MITM_PORT) -> socke
     return listener
 
 
-def bundle_children(upstream_ca: str | None, pipelock: bool, scanner: bool, listen_fd: int | None = None
-                    ) -> list[Child]:
+def unix_listener(path: str = PROXY_SOCKET) -> socket.socket:
+    """The same, for the Unix socket in the volume the agent mounts: the one claude-bottle-boot bound
+    ($CLAUDE_BOTTLE_UNIX_FD), or one bound here, connectable by the agent's uid, whatever it is."""
+    inherited = os.environ.get("CLAUDE_BOTTLE_UNIX_FD", "")
+    if inherited.isdigit():
+        listener = socket.socket(fileno=int(inherited))
+        if listener.family != socket.AF_UNIX or listener.getsockname() != path:
+            where = listener.getsockname()
+            listener.close()
+            raise ValueError(f"the inherited socket is bound to {where!r}, not {path}")
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        os.chmod(path, 0o666)
+        listener.listen(1024)
+    listener.set_inheritable(True)
+    return listener
+
+
+def bundle_children(upstream_ca: str | None, pipelock: bool, scanner: bool, listen_fd: int | None = None,
+                    unix_fd: int | None = None) -> list[Child]:
     """The children to run, all started at once, and the environment mitmdump inherits to find them.
 
     mitmdump (proxy.py) takes about half a second to start and asks pipelock (up in ~70 ms) and the
     scanner (~0.5 s) nothing before the first request; readiness still waits for pipelock's /health
-    and a scanner ping. mitmdump serves the socket `listen_fd` the supervisor bound, when given one."""
+    and a scanner ping. mitmdump serves the sockets `listen_fd` (TCP) and `unix_fd` the supervisor
+    bound, when given them."""
     children = []
     if scanner:
         os.environ["CLAUDE_BOTTLE_SCANNER_SOCKET"] = str(SCANNER_SOCKET)  # read by the addon (dlp.py)
@@ -367,10 +396,14 @@ def bundle_children(upstream_ca: str | None, pipelock: bool, scanner: bool, list
     else:
         log("!!! WARNING: pipelock is ABSENT from this image: mitmdump connects out directly "
             "and only the mitmdump addon guards egress (a dev/CI build, not for real use) !!!")
-    if listen_fd is not None:
-        os.environ["CLAUDE_BOTTLE_LISTEN_FD"] = str(listen_fd)
+    fds = {"CLAUDE_BOTTLE_LISTEN_FD": listen_fd, "CLAUDE_BOTTLE_UNIX_FD": unix_fd}
+    for name, fd in fds.items():
+        if fd is not None:
+            os.environ[name] = str(fd)
+        else:
+            os.environ.pop(name, None)
     children.append(Child("mitmdump", mitmdump_argv(upstream_ca=upstream_ca),
-                          pass_fds=(listen_fd,) if listen_fd is not None else ()))
+                          pass_fds=tuple(fd for fd in fds.values() if fd is not None)))
     return children
 
 

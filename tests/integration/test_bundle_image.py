@@ -84,9 +84,10 @@ class BundleImageTest(unittest.TestCase):
         self.assertEqual(config["User"], "10001:10001")
         self.assertEqual(config["Labels"].get("org.claude-bottle.role"), "sidecars")
         self.assertIn("8080/tcp", config["ExposedPorts"])
-        # The session CA and the proxy port first (scanner/boot), then the supervisor as PID 1.
+        # The session CA, the proxy port and socket first (scanner/boot), then the supervisor as PID 1.
         self.assertEqual(config["Entrypoint"], ["/usr/local/bin/claude-bottle-boot", "/var/lib/claude-bottle/mitm",
-                                                "/run/claude-bottle/bundle/ca.pem", "8080", "--", *SUPERVISE])
+                                                "/run/claude-bottle/bundle/ca.pem", "8080",
+                                                "/run/claude-bottle/bundle/proxy.sock", "--", *SUPERVISE])
 
     def test_tools_answer(self) -> None:
         out = self.run_in_image("id -u; mitmdump --version; gitleaks version")
@@ -146,9 +147,11 @@ class BundleImageTest(unittest.TestCase):
         mode = docker("exec", cid, "stat", "-c", "%a %U",
                       "/var/lib/claude-bottle/mitm/mitmproxy-ca.pem").stdout.decode().split()
         self.assertEqual(mode, ["600", "bottle"], "the CA key must stay private to the bundle user")
-        # What the agent mounts (--volumes-from, read-only): its gate and the CA's public half, no key.
-        shared = docker("exec", cid, "sh", "-c", "cd /run/claude-bottle/bundle && ls && cat ca.pem").stdout.decode()
-        self.assertEqual(shared.split()[:2], ["ca.pem", "gate"])
+        # What the agent mounts (--volumes-from, read-only): its gate, the CA's public half (no key), and
+        # the proxy's socket, which the agent's uid (any) may connect to.
+        shared = docker("exec", cid, "sh", "-c", "cd /run/claude-bottle/bundle && ls && stat -c '%F %a' proxy.sock "
+                        "&& cat ca.pem").stdout.decode()
+        self.assertEqual(shared.split()[:5], ["ca.pem", "gate", "proxy.sock", "socket", "666"])
         self.assertIn("BEGIN CERTIFICATE", shared)
         self.assertNotIn("PRIVATE KEY", shared)
         text = docker("exec", cid, "openssl", "x509", "-noout", "-text", "-in", "/run/claude-bottle/bundle/ca.pem",

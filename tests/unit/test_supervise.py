@@ -321,9 +321,6 @@ class SupervisorLoopTest(unittest.TestCase):
         self.assertLess(elapsed, 5.0)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class ProxyListenerTest(unittest.TestCase):
     """The agent-facing port: the one claude-bottle-boot bound and left us, or one bound here."""
@@ -352,3 +349,55 @@ class ProxyListenerTest(unittest.TestCase):
             listener = sup.proxy_listener("127.0.0.1", 0)
         self.addCleanup(listener.close)
         self.assertTrue(listener.get_inheritable())
+
+
+class UnixListenerTest(unittest.TestCase):
+    """The Unix socket the Docker runtime's agent comes in by: boot's, or one bound here."""
+
+    def setUp(self):
+        self.path = os.path.join(tempfile.mkdtemp(), "proxy.sock")
+
+    def test_without_one_it_binds_its_own_for_any_uid_replacing_a_stale_one(self):
+        with open(self.path, "w"):
+            pass  # what a restarted container finds
+        with mock.patch.dict(os.environ, {"CLAUDE_BOTTLE_UNIX_FD": ""}):
+            listener = sup.unix_listener(self.path)
+        self.addCleanup(listener.close)
+        self.assertTrue(listener.get_inheritable())
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o666)
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(self.path)  # waits in the backlog until mitmdump accepts
+
+    def test_the_inherited_socket_is_used_and_one_bound_elsewhere_refused(self):
+        bound = socket.socket(socket.AF_UNIX)
+        bound.bind(self.path)
+        bound.listen()
+        with mock.patch.dict(os.environ, {"CLAUDE_BOTTLE_UNIX_FD": str(os.dup(bound.fileno()))}):
+            listener = sup.unix_listener(self.path)
+        self.addCleanup(listener.close)
+        self.assertEqual(listener.getsockname(), self.path)
+        with mock.patch.dict(os.environ, {"CLAUDE_BOTTLE_UNIX_FD": str(os.dup(bound.fileno()))}):
+            with self.assertRaisesRegex(ValueError, "not /elsewhere.sock"):
+                sup.unix_listener("/elsewhere.sock")
+        bound.close()
+
+    def test_mitmdump_is_handed_both_sockets(self):
+        with mock.patch.dict(os.environ, {}), contextlib.redirect_stderr(io.StringIO()):
+            children = sup.bundle_children(None, False, False, 7, 9)
+            env = {k: os.environ.get(k) for k in ("CLAUDE_BOTTLE_LISTEN_FD", "CLAUDE_BOTTLE_UNIX_FD")}
+        mitmdump = next(c for c in children if c.name == "mitmdump")
+        self.assertEqual(mitmdump.pass_fds, (7, 9))
+        self.assertEqual(env, {"CLAUDE_BOTTLE_LISTEN_FD": "7", "CLAUDE_BOTTLE_UNIX_FD": "9"})
+
+    def test_the_port_serves_loopback_alone_when_the_plan_says_so(self):
+        code = (f"import sys; sys.path.insert(0, {str(SUPERVISE.parent)!r}); import supervise; "
+                "print(supervise.MITM_LISTEN_HOST)")
+        for env, want in (({"CLAUDE_BOTTLE_PROXY_HOST": "127.0.0.1"}, "127.0.0.1"), ({}, "0.0.0.0")):
+            environ = {k: v for k, v in os.environ.items() if k != "CLAUDE_BOTTLE_PROXY_HOST"}
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                 env={**environ, **env})
+            self.assertEqual(out.stdout.strip(), want)
+
+
+if __name__ == "__main__":
+    unittest.main()

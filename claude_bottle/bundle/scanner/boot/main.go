@@ -1,16 +1,19 @@
 // claude-bottle-boot: the bundle's entrypoint, and what must be there before anything else runs. The
 // agent starts at the same time as the bundle and waits only for the session CA's certificate and
-// the proxy port (gate/main.go), so both come first, within milliseconds, before the supervisor's
-// Python has even started: Go makes an ECDSA P-256 CA in about one (mitmproxy's RSA-2048 took 300),
-// and the port is bound here and inherited, down to mitmdump, as $CLAUDE_BOTTLE_LISTEN_FD.
+// the proxy (gate/main.go), so both come first, within milliseconds, before the supervisor's Python
+// has even started: Go makes an ECDSA P-256 CA in about one (mitmproxy's RSA-2048 took 300), and the
+// proxy's sockets are bound here and inherited, down to mitmdump, as $CLAUDE_BOTTLE_LISTEN_FD (TCP)
+// and $CLAUDE_BOTTLE_UNIX_FD (the Unix socket in the shared volume).
 //
-//	claude-bottle-boot CONFDIR SHARED_CERT PORT -- COMMAND [ARG...]     (PORT 0: bind nothing)
+//	claude-bottle-boot CONFDIR SHARED_CERT PORT SOCKET -- COMMAND [ARG...]   (PORT 0, SOCKET -: bind nothing)
 //
 // CONFDIR gets mitmproxy's files (mitmproxy-ca.pem: key and certificate, 0600; mitmproxy-ca-cert.pem:
 // the certificate), which mitmdump loads instead of making its own; SHARED_CERT gets the certificate
 // for the agent. An existing CA is kept, and shared again. The extensions are mitmproxy's own (its
-// create_ca). Then it becomes COMMAND (exec), the supervisor. If the CA or the port fails, it says so
-// and goes on: the supervisor tries both again and refuses to start without them.
+// create_ca). PORT is bound on $CLAUDE_BOTTLE_PROXY_HOST (an IPv4 address; every address when unset):
+// loopback in the Docker runtime, where the agent has no network and comes in through SOCKET, a Unix
+// socket in the volume it mounts. Then it becomes COMMAND (exec), the supervisor. If the CA or a
+// socket fails, it says so and goes on: the supervisor tries again and refuses to start without them.
 package main
 
 import (
@@ -22,6 +25,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,8 +113,17 @@ func run(confdir, shared string) error {
 	return writeFile(shared, certPEM, 0o444)
 }
 
-// listen binds the agent-facing port on every IPv4 address, for COMMAND to inherit (no close-on-exec).
-func listen(port int) (int, error) {
+// listen binds the agent-facing port on host (every IPv4 address when ""), for COMMAND to inherit (no
+// close-on-exec).
+func listen(host string, port int) (int, error) {
+	addr := &syscall.SockaddrInet4{Port: port}
+	if host != "" {
+		ip := net.ParseIP(host).To4()
+		if ip == nil {
+			return -1, fmt.Errorf("%q is not an IPv4 address", host)
+		}
+		copy(addr.Addr[:], ip)
+	}
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		return -1, err
@@ -119,43 +132,74 @@ func listen(port int) (int, error) {
 		syscall.Close(fd)
 		return -1, err
 	}
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: port}); err != nil {
-		syscall.Close(fd)
+	return fd, bindListen(fd, addr)
+}
+
+// listenUnix binds the Unix socket at path, connectable by any uid (the agent runs as the user's),
+// for COMMAND to inherit. A socket an earlier start of this container left is replaced.
+func listenUnix(path string) (int, error) {
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
 		return -1, err
 	}
-	if err := syscall.Listen(fd, 1024); err != nil {
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := bindListen(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		return -1, err
+	}
+	if err := os.Chmod(path, 0o666); err != nil { // bind's mode is cut by the umask
 		syscall.Close(fd)
 		return -1, err
 	}
 	return fd, nil
 }
 
+func bindListen(fd int, addr syscall.Sockaddr) error {
+	if err := syscall.Bind(fd, addr); err != nil {
+		syscall.Close(fd)
+		return err
+	}
+	if err := syscall.Listen(fd, 1024); err != nil {
+		syscall.Close(fd)
+		return err
+	}
+	return nil
+}
+
 func main() {
 	args := os.Args[1:]
 	port := -1
-	if len(args) >= 5 && args[3] == "--" {
+	if len(args) >= 6 && args[4] == "--" {
 		if n, err := strconv.Atoi(args[2]); err == nil {
 			port = n
 		}
 	}
 	if port < 0 || port > 65535 { // 0: the CA only (the supervisor's second try)
-		fmt.Fprintln(os.Stderr, "usage: claude-bottle-boot CONFDIR SHARED_CERT PORT -- COMMAND [ARG...]")
+		fmt.Fprintln(os.Stderr, "usage: claude-bottle-boot CONFDIR SHARED_CERT PORT SOCKET -- COMMAND [ARG...]")
 		os.Exit(2)
 	}
 	if err := run(args[0], args[1]); err != nil {
 		fmt.Fprintf(os.Stderr, "claude-bottle-boot: %s\n", err)
 	}
-	if port == 0 {
-		// nothing to bind
-	} else if fd, err := listen(port); err != nil {
-		fmt.Fprintf(os.Stderr, "claude-bottle-boot: binding port %d: %s\n", port, err)
-	} else {
-		os.Setenv("CLAUDE_BOTTLE_LISTEN_FD", strconv.Itoa(fd))
+	if port != 0 {
+		if fd, err := listen(os.Getenv("CLAUDE_BOTTLE_PROXY_HOST"), port); err != nil {
+			fmt.Fprintf(os.Stderr, "claude-bottle-boot: binding port %d: %s\n", port, err)
+		} else {
+			os.Setenv("CLAUDE_BOTTLE_LISTEN_FD", strconv.Itoa(fd))
+		}
 	}
-	path, err := exec.LookPath(args[4])
+	if socket := args[3]; socket != "-" {
+		if fd, err := listenUnix(socket); err != nil {
+			fmt.Fprintf(os.Stderr, "claude-bottle-boot: binding %s: %s\n", socket, err)
+		} else {
+			os.Setenv("CLAUDE_BOTTLE_UNIX_FD", strconv.Itoa(fd))
+		}
+	}
+	path, err := exec.LookPath(args[5])
 	if err == nil {
-		err = syscall.Exec(path, args[4:], os.Environ())
+		err = syscall.Exec(path, args[5:], os.Environ())
 	}
-	fmt.Fprintf(os.Stderr, "claude-bottle-boot: exec %s: %s\n", args[4], err)
+	fmt.Fprintf(os.Stderr, "claude-bottle-boot: exec %s: %s\n", args[5], err)
 	os.Exit(127)
 }

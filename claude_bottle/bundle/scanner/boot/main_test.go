@@ -82,18 +82,50 @@ func TestThePortIsBoundForTheNextProgram(t *testing.T) {
 	}
 	port := probe.Addr().(*net.TCPAddr).Port
 	probe.Close()
-	fd, err := listen(port)
+	fd, err := listen("127.0.0.1", port)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer syscall.Close(fd)
-	flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFD, 0)
-	if errno != 0 || flags&syscall.FD_CLOEXEC != 0 {
-		t.Fatalf("the socket must survive exec (flags %v, %v)", flags, errno)
-	}
+	survivesExec(t, fd)
 	conn, err := net.DialTimeout("tcp", probe.Addr().String(), time.Second)
 	if err != nil {
 		t.Fatalf("a connection before anyone accepts must wait in the backlog, not fail: %v", err)
 	}
 	conn.Close()
+	if sa, err := syscall.Getsockname(fd); err != nil || sa.(*syscall.SockaddrInet4).Addr != [4]byte{127, 0, 0, 1} {
+		t.Fatalf("bound to %v, want loopback only (%v)", sa, err)
+	}
+	if _, err := listen("bundle", port); err == nil {
+		t.Fatal("a host that is not an IPv4 address must be refused")
+	}
+}
+
+func TestTheUnixSocketIsBoundForAnyUserAndReplacesAnOldOne(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "proxy.sock")
+	if err := os.WriteFile(path, nil, 0o600); err != nil { // what a restarted container finds
+		t.Fatal(err)
+	}
+	fd, err := listenUnix(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	survivesExec(t, fd)
+	if info, err := os.Stat(path); err != nil || info.Mode()&os.ModeSocket == 0 || info.Mode().Perm() != 0o666 {
+		t.Fatalf("want a socket any uid can connect to, got %v (%v)", info.Mode(), err)
+	}
+	conn, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		t.Fatalf("a connection before anyone accepts must wait in the backlog, not fail: %v", err)
+	}
+	conn.Close()
+}
+
+func survivesExec(t *testing.T, fd int) {
+	t.Helper()
+	flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFD, 0)
+	if errno != 0 || flags&syscall.FD_CLOEXEC != 0 {
+		t.Fatalf("the socket must survive exec (flags %v, %v)", flags, errno)
+	}
 }
