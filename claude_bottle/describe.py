@@ -23,7 +23,7 @@ def plan_text(plan: Plan) -> str:
             ("user", plan.agent_user),
             ("limits", f"memory {plan.resources.memory}, pids {plan.resources.pids}"
                        + (f", cpus {plan.resources.cpus:g}" if plan.resources.cpus else "")),
-            ("proxy", plan.proxy_url),
+            ("proxy", plan.proxy_url + (f"  (relayed to the bundle's {plan.proxy_socket})" if plan.proxy_socket else "")),
             ("sidecars", plan.sidecars_image),
         ]
     )
@@ -42,12 +42,19 @@ def plan_text(plan: Plan) -> str:
             subnet += f"  (moved off {plan.bundle_subnet_moved_from}: taken on this host)"
         lines += ["", "bundle", *_rows([("subnet", subnet), ("ip", plan.bundle_ip)])]
     lines += ["", "would create"]
-    created = [("network", n.name + ("  (internal)" if n.internal else "")) for n in plan.networks]
-    created += [("container", f"{c.name}  ({c.role})") for c in plan.containers]
+    created = [("network", n.name) for n in plan.networks]
+    created += [("container", f"{c.name}  ({c.role}, {_network(plan, c.networks)})") for c in plan.containers]
     if plan.vm_name:
         created.append(("microvm", plan.vm_name))
     lines += _rows(created)
     return "\n".join(lines) + "\n"
+
+
+def _network(plan: Plan, networks: tuple[str, ...]) -> str:
+    if not networks:
+        return "no network"
+    ours = {n.name for n in plan.networks}
+    return ", ".join(f"on {n}" if n in ours else f"joins {n}" for n in networks)
 
 
 def _secrets_and_dlp(plan: Plan) -> list[str]:

@@ -29,9 +29,11 @@ def start(plan: Plan, secret_values: dict[str, str], runner: Runner, state_dir: 
     if plan.ssh is not None and plan.ssh.unknown:
         session.warn(f"no known_hosts entry for {', '.join(plan.ssh.unknown)}: ssh in the bottle will refuse "
                      "those hosts' keys; seed them with ssh.known_hosts (see the README)")
-    check_external_networks(runner, plan)
-    (found,) = sidecars.ensure_images(runner, plan, also=(docker_argv.image_entry(plan.agent_image),))
-    entry = agent_entry(found, plan)
+    joined = external_networks(plan)
+    found = sidecars.ensure_images(runner, plan, also=(docker_argv.image_entry(plan.agent_image),
+                                                       *(docker_argv.network_inspect(n) for n in joined)),
+                                   check=lambda results: check_external_networks(plan, joined, results[1:]))
+    entry = agent_entry(found[0], plan)
     return execute(plan, runner, secret_values, state_dir or paths.state_dir(), extra_files=extra_files, run=run,
                    entry=entry)
 
@@ -46,14 +48,22 @@ def agent_entry(found: Result, plan: Plan) -> Entry:
     return entry
 
 
-def check_external_networks(runner: Runner, plan: Plan) -> None:
-    """A network the manifest names (egress.network) must exist; we join it but never create it."""
+def external_networks(plan: Plan) -> list[str]:
+    """The networks the bundle joins but the session does not create: egress.network, or Docker's bridge."""
     created = {n.name for n in plan.networks}
-    for name in plan.container("bundle").networks:
-        if name in created:
+    return [name for name in plan.container("bundle").networks if name not in created]
+
+
+def check_external_networks(plan: Plan, names: list[str], inspected: list[Result]) -> None:
+    """Each network the bundle joins must exist (`docker network inspect`, one result per name): we join
+    it but never create it. Checked before anything is built or created."""
+    for name, result in zip(names, inspected):
+        if result.returncode == 0:
             continue
-        if runner.run(docker_argv.network_inspect(name), timeout=60).returncode != 0:
-            raise ManifestError(plan.manifest_path, "egress.network", f"Docker network {name!r} does not exist")
+        if name == plan_mod.DEFAULT_EGRESS_NETWORK:
+            raise RuntimeFailure(f"Docker has no {name!r} network (is the daemon run with \"bridge\": \"none\"?): "
+                                 "name the network the bundle should reach the internet by in egress.network")
+        raise ManifestError(plan.manifest_path, "egress.network", f"Docker network {name!r} does not exist")
 
 
 def execute(plan: Plan, runner: Runner, secret_values: dict[str, str], state_dir: str, *,

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from claude_bottle import ssh
 from claude_bottle.bundle import shared
-from claude_bottle.plan import AGENT_HOME, BUNDLE_ALIAS, Container, Network, Plan, Volume
+from claude_bottle.plan import AGENT_HOME, Container, Network, Plan, Volume
 
 BUNDLE_CONFIG_DIR = shared.CONFIG_DIR
 SUPERVISE = ["python3", "/opt/claude-bottle/supervise.py"]
@@ -30,11 +30,6 @@ def _labels(labels: Iterable[tuple[str, str]]) -> list[str]:
 
 def network_create(net: Network) -> list[str]:
     argv = ["docker", "network", "create", "--driver", "bridge", *_labels(net.labels)]
-    if net.internal:
-        # --internal alone still gives the host an address on the bridge, and with it every service
-        # the host listens on (sshd, databases, a TCP Docker daemon). Without an address on the host
-        # side, the agent can reach the bundle on the bridge and nothing else.
-        argv += ["--internal", "--opt", "com.docker.network.bridge.inhibit_ipv4=true"]
     if net.subnet:
         argv += ["--subnet", net.subnet]
     if net.gateway:
@@ -46,8 +41,8 @@ def bundle_create(plan: Plan, bundle: Container) -> list[str]:
     """The bundle: first network at create time, the rest joined with `network connect`."""
     argv = ["docker", "create", "--name", bundle.name, *_labels(bundle.labels)]
     argv += ["--network", bundle.networks[0]]
-    if plan.runtime == "docker":
-        argv += ["--network-alias", BUNDLE_ALIAS]
+    if plan.proxy_socket:  # its agent comes in by the socket: the port serves loopback alone
+        argv += ["--env", f"{shared.PROXY_HOST_ENV}=127.0.0.1"]
     if bundle.ip:
         argv += ["--ip", bundle.ip]
     argv += [
@@ -73,13 +68,20 @@ def gated_command(entrypoint: list[str] | None, cmd: list[str] | None, command: 
 def agent_create(plan: Plan, agent: Container, interactive: bool, tty: bool,
                  entrypoint: list[str] | None = None, cmd: list[str] | None = None) -> list[str]:
     """The agent starts beside the bundle: its first program is the bundle's gate (from the bundle's
-    volume, mounted read-only), which waits for the bundle's port and CA, then runs the image's own."""
+    volume, mounted read-only), which waits for the bundle's proxy and CA, then runs the image's own.
+
+    With no network (the plan's proxy_socket), the agent has a loopback interface and nothing else: no
+    route, no DNS, no address on any bridge. The gate relays its proxy port there to the bundle's socket."""
     uid, _, gid = plan.agent_user.partition(":")
     argv = ["docker", "create", "--name", agent.name, *_labels(agent.labels)]
-    argv += ["--network", agent.networks[0]]
+    argv += ["--network", agent.networks[0] if agent.networks else "none"]
     proxy = plan.proxy_url.removeprefix("http://").rstrip("/")
     argv += ["--volumes-from", f"{plan.container('bundle').name}:ro", "--entrypoint", shared.GATE,
-             "--env", f"CLAUDE_BOTTLE_GATE_PROXY={proxy}", "--env", f"CLAUDE_BOTTLE_GATE_CA={shared.SHARED_CA}"]
+             "--env", f"CLAUDE_BOTTLE_GATE_CA={shared.SHARED_CA}"]
+    if plan.proxy_socket:
+        argv += ["--env", f"CLAUDE_BOTTLE_GATE_PROXY={plan.proxy_socket}", "--env", f"CLAUDE_BOTTLE_GATE_LISTEN={proxy}"]
+    else:
+        argv += ["--env", f"CLAUDE_BOTTLE_GATE_PROXY={proxy}"]
     if interactive:
         argv.append("--interactive")
     if tty:

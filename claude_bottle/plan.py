@@ -20,7 +20,11 @@ from claude_bottle.errors import RuntimeFailure
 from claude_bottle.manifest import Manifest, Resources
 
 PROXY_PORT = shared.PROXY_PORT  # mitmdump, the bundle's only agent-facing port
-BUNDLE_ALIAS = "bundle"  # the bundle's name on the internal network
+# The Docker runtime's bundle egresses by Docker's default bridge unless the manifest names a network
+# (egress.network): a network of the session's own would cost a create and a remove each session, and
+# the agent, with no network of its own, never shares it. Nothing on it reaches the bundle's proxy,
+# which listens on loopback and on a Unix socket only.
+DEFAULT_EGRESS_NETWORK = "bridge"
 CA_PATH = shared.SHARED_CA  # the mitmdump CA's public cert, inside the agent
 AGENT_HOME = "/home/agent"
 AGENT_FALLBACK_UID = 10001  # used when the launcher runs as root: the agent never runs as root
@@ -32,7 +36,6 @@ PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_pro
 @dataclass(frozen=True)
 class Network:
     name: str
-    internal: bool
     labels: tuple[tuple[str, str], ...]
     subnet: str | None = None
     gateway: str | None = None
@@ -89,6 +92,9 @@ class Plan:
     secrets: tuple[secrets_mod.Planned, ...] = ()  # names, sources and placeholders: never a value
     agent_kind: str = agents.DEFAULT
     state_volume: Volume | None = None  # None: the home is a tmpfs, a clean slate every session
+    # Docker runtime: the agent has no network; its gate relays proxy_url, on its own loopback, to this
+    # socket in the bundle's volume
+    proxy_socket: str | None = None
 
     def container(self, role: str) -> Container:
         return next(c for c in self.containers if c.role == role)
@@ -115,11 +121,12 @@ class Plan:
                     "cpus": self.resources.cpus,
                 },
                 "proxy": self.proxy_url,
+                **({"proxy_socket": self.proxy_socket} if self.proxy_socket else {}),
             },
             "labels": dict(self.labels),
             "resources": {
                 "networks": [
-                    {"name": n.name, "internal": n.internal, "subnet": n.subnet, "gateway": n.gateway,
+                    {"name": n.name, "subnet": n.subnet, "gateway": n.gateway,
                      "labels": dict(n.labels)}
                     for n in self.networks
                 ],
@@ -251,7 +258,7 @@ def build(
         first_choice = addressing.smolmachines_bundle_subnet(manifest.name)[0]
         proxy_url = f"http://{ip}:{PROXY_PORT}"
         env = agent_env(manifest, proxy_url, session, planned)
-        net = Network(f"{prefix}-net", False, tagged("network"), subnet, gateway)
+        net = Network(f"{prefix}-net", tagged("network"), subnet, gateway)
         smolfile_path = os.path.join(state_dir or "$STATE", f"{prefix}.smolfile")
         return Plan(
             **common,
@@ -267,23 +274,19 @@ def build(
             smolfile_path=smolfile_path,
             vm_name=f"{prefix}-vm",
         )
-    proxy_url = f"http://{BUNDLE_ALIAS}:{PROXY_PORT}"
-    internal = Network(f"{prefix}-internal", True, tagged("network"))
-    networks = (internal,)
-    if manifest.egress_network:
-        outside_name = manifest.egress_network  # the user's own network: joined, never created or removed
-    else:
-        networks += (Network(f"{prefix}-egress", False, tagged("network")),)
-        outside_name = networks[1].name
+    proxy_url = f"http://{shared.AGENT_PROXY}"
+    # The user's own network is joined, never created or removed.
+    outside_name = manifest.egress_network or DEFAULT_EGRESS_NETWORK
     return Plan(
         **common,
         agent_env=agent_env(manifest, proxy_url, session, planned),
-        networks=networks,
+        networks=(),
         containers=(
-            Container(bundle_name, "bundle", images.sidecars_image(), (internal.name, outside_name), tagged("bundle")),
-            Container(f"{prefix}-agent", "agent", manifest.agent.image, (internal.name,), tagged("agent")),
+            Container(bundle_name, "bundle", images.sidecars_image(), (outside_name,), tagged("bundle")),
+            Container(f"{prefix}-agent", "agent", manifest.agent.image, (), tagged("agent")),
         ),
         proxy_url=proxy_url,
+        proxy_socket=shared.PROXY_SOCKET,
         ssh=ssh.plan(manifest.egress, manifest.ssh, ssh_auth_sock),
         state_volume=state_volume(manifest),
     )

@@ -13,6 +13,10 @@ from claude_bottle.errors import BottleError, RuntimeFailure
 from claude_bottle.plan import Container, Plan
 from claude_bottle.runner import Result, Runner
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 HEALTH_TIMEOUT = 60.0
 NO_PIPELOCK_ENV = "CLAUDE_BOTTLE_ALLOW_NO_PIPELOCK"
 
@@ -34,14 +38,18 @@ def image_id(runner: Runner, image: str) -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
-def ensure_images(runner: Runner, plan: Plan, also: tuple[list[str], ...] = ()) -> list[Result]:
+def ensure_images(runner: Runner, plan: Plan, also: tuple[list[str], ...] = (),
+                  check: Callable[[list[Result]], None] | None = None) -> list[Result]:
     """Build what is missing (with docker's own progress output); a missing custom agent image is an error.
     Refuses a sidecars image without pipelock (unless accepted) here, before anything is created.
-    The first look at both images goes side by side with `also` (read-only calls); their results."""
+    The first look at both images goes side by side with `also` (read-only calls): `check` sees their
+    results before anything is built; the results are returned."""
     first = runner.run_all([(docker_argv.image_id(plan.sidecars_image), None),
                             (images.label_argv(plan.sidecars_image, images.PIPELOCK_LABEL), None),
                             (docker_argv.image_id(plan.agent_image), None), *((argv, None) for argv in also)],
                            timeout=60)
+    if check is not None:
+        check(first[3:])
     sidecars_id, label, agent_id = (r.stdout.strip() if r.returncode == 0 else "" for r in first[:3])
     if not sidecars_id:
         if os.environ.get(images.IMAGE_ENV):

@@ -111,6 +111,16 @@ class BottleFromInside(unittest.TestCase):
         for key in ("direct_allowed_80", "direct_denied_80", "direct_bundle_pipelock", "host_via_gateway"):
             self.assertTrue(str(self.results[key]).startswith("failed"), (key, self.results[key]))
 
+    def test_the_agent_has_no_network_but_loopback(self) -> None:
+        self.assertEqual(self.results["interfaces"], ["lo"])
+
+    def test_parallel_requests_each_get_through(self) -> None:
+        self.assertEqual(self.results["parallel_allowed"], [200] * 16)
+
+    def test_the_relay_runs_apart_from_the_agents_terminal_session(self) -> None:
+        # One relay, in a session of its own: a ^C at the agent's terminal never reaches it.
+        self.assertEqual((self.results["relays"], self.results["relay_own_session"]), (1, True))
+
     def test_outside_names_do_not_resolve(self) -> None:
         self.assertTrue(str(self.results["dns"]).startswith("failed"), self.results["dns"])
 

