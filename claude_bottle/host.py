@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from claude_bottle import paths, plan as plan_mod, session, ssh
+from claude_bottle import paths, plan as plan_mod, session
 from claude_bottle.errors import BottleError, ManifestError
 from claude_bottle.manifest import Manifest
 from claude_bottle.runner import Runner
@@ -52,6 +52,8 @@ def forwarded_agent_socket(manifest: Manifest) -> str | None:
     """The host's $SSH_AUTH_SOCK when the manifest forwards it, checked for the uid the agent will run as."""
     if manifest.ssh is None or manifest.ssh.agent != "forward":
         return None
+    from claude_bottle import ssh
+
     agent_uid = int(plan_mod.agent_user(os.getuid(), os.getgid()).partition(":")[0])
     try:
         return ssh.check_agent_socket(os.environ.get("SSH_AUTH_SOCK"), agent_uid)

@@ -13,8 +13,11 @@ TYPE_CHECKING = False  # typing costs a few ms at start-up; annotations are neve
 if TYPE_CHECKING:
     from typing import Any
 
-from claude_bottle import agents, egress, ssh
-from claude_bottle import dlp as dlp_mod, kubernetes_settings, secrets as secrets_mod
+    # Imported where used: a manifest without an ssh or a cluster section (most) never needs them.
+    from claude_bottle import kubernetes_settings, ssh
+
+from claude_bottle import agents, egress
+from claude_bottle import dlp as dlp_mod, secrets as secrets_mod
 from claude_bottle.errors import ManifestError
 
 MAX_BYTES = 1 << 20  # a manifest is a page of JSON; anything this large is a mistake or an attack
@@ -273,7 +276,7 @@ def parse(document: Any, path: str) -> Manifest:
         resources=_resources(r, top.get("resources", {})),
         egress_network=egress_network,
         ssh=_ssh(r, top["ssh"], base, runtime) if "ssh" in top else None,
-        kubernetes=kubernetes_settings.from_top(r, top, runtime, egress.classify(rules)),
+        kubernetes=_kubernetes(r, top, runtime, rules),
     )
     return _secrets_and_dlp(r, top, section, base, manifest)
 
@@ -357,8 +360,19 @@ def _resources(r: _Reader, value: Any) -> Resources:
     return Resources(memory=memory, pids=pids, cpus=cpus)
 
 
+def _kubernetes(r: _Reader, top: dict[str, Any], runtime: str, rules: list[str]
+                ) -> kubernetes_settings.Settings | None:
+    if runtime != "kubernetes" and "kubernetes" not in top:
+        return None
+    from claude_bottle import kubernetes_settings
+
+    return kubernetes_settings.from_top(r, top, runtime, egress.classify(rules))
+
+
 def _ssh(r: _Reader, value: Any, base: str, runtime: str) -> ssh.Settings:
     """The `ssh` section: how the agent authenticates (a forwarded agent or nothing) and its known_hosts."""
+    from claude_bottle import ssh
+
     section = r.obj(value, "ssh", SSH_KEYS)
     if runtime != "docker":
         raise r.fail("ssh", f"is not supported with runtime {runtime!r} yet (only \"docker\")")

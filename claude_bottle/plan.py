@@ -13,7 +13,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-from claude_bottle import addressing, agents, images, pipelock, smolfile, ssh
+    from claude_bottle import ssh  # imported where used: only a manifest with SSH needs it
+
+from claude_bottle import addressing, agents, images, pipelock, smolfile
 from claude_bottle import dlp as dlp_mod, secrets as secrets_mod
 from claude_bottle.bundle import shared
 from claude_bottle.errors import RuntimeFailure
@@ -199,6 +201,8 @@ def agent_env(
     env.update({var: proxy_url for var in PROXY_VARS})
     env.update({var: CA_PATH for var in CA_VARS})
     if manifest.ssh is not None and manifest.ssh.agent == "forward":
+        from claude_bottle import ssh
+
         env["SSH_AUTH_SOCK"] = ssh.AGENT_SOCKET
     env.update({"HOME": env.get("HOME", AGENT_HOME), "CLAUDE_BOTTLE": manifest.name,
                 "CLAUDE_BOTTLE_SESSION": session})
@@ -287,9 +291,18 @@ def build(
         ),
         proxy_url=proxy_url,
         proxy_socket=shared.PROXY_SOCKET,
-        ssh=ssh.plan(manifest.egress, manifest.ssh, ssh_auth_sock),
+        ssh=ssh_plan(manifest, ssh_auth_sock),
         state_volume=state_volume(manifest),
     )
+
+
+def ssh_plan(manifest: Manifest, agent_socket: str | None) -> ssh.SshPlan | None:
+    """ssh.plan, for a manifest with an ssh:// rule or an `ssh` section; None, without importing it, else."""
+    if manifest.ssh is None and not any(rule.kind == "ssh" for rule in manifest.egress.rules):
+        return None
+    from claude_bottle import ssh
+
+    return ssh.plan(manifest.egress, manifest.ssh, agent_socket)
 
 
 def state_volume(manifest: Manifest) -> Volume | None:

@@ -98,6 +98,21 @@ class VersionHelpTest(CliCase):
         self.assertIn("usage: claude-bottle", err)
 
 
+class DryRunImportsTest(unittest.TestCase):
+    def test_a_docker_dry_run_loads_neither_openssl_nor_what_its_manifest_does_not_use(self) -> None:
+        # Why the module exists: a Docker dry run should not pay for libcrypto. Nor, for a manifest
+        # without SSH or a cluster section (most), for the modules those need.
+        unused = ("hashlib", "_hashlib", "claude_bottle.ssh", "claude_bottle.kubernetes_settings")
+        code = ("import contextlib, io, sys\n"
+                "from claude_bottle import cli\n"
+                "with contextlib.redirect_stdout(io.StringIO()):\n"
+                "    cli.main(['start', '--dry-run', '--format=json', 'examples/minimal.json'])\n"
+                f"print([m for m in {unused!r} if m in sys.modules])")
+        out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
+                             cwd=REPO)
+        self.assertEqual(out.stdout.strip(), "[]", out.stderr)
+
+
 class DryRunTest(CliCase):
     def test_json(self) -> None:
         code, out, err = _run(["start", "--dry-run", "--format=json", MINIMAL])
