@@ -25,15 +25,18 @@ if TYPE_CHECKING:
 def start(plan: Plan, secret_values: dict[str, str], runner: Runner, state_dir: str | None = None, *,
           extra_files: Files | None = None, run: AgentRun | None = None) -> int:
     """Check what a run needs (nothing is created before all of it holds), then run the plan."""
-    sidecars.preflight(runner)
     if plan.ssh is not None and plan.ssh.unknown:
         session.warn(f"no known_hosts entry for {', '.join(plan.ssh.unknown)}: ssh in the bottle will refuse "
                      "those hosts' keys; seed them with ssh.known_hosts (see the README)")
     joined = external_networks(plan)
-    found = sidecars.ensure_images(runner, plan, also=(docker_argv.image_entry(plan.agent_image),
+    # One batch of read-only calls, side by side: the engine, the images, the agent image's entry, the
+    # networks the bundle joins. The engine and the networks are judged first, then the images, all
+    # before anything is built or created.
+    found = sidecars.ensure_images(runner, plan, also=(docker_argv.server_version(),
+                                                       docker_argv.image_entry(plan.agent_image),
                                                        *(docker_argv.network_inspect(n) for n in joined)),
-                                   check=lambda results: check_external_networks(plan, joined, results[1:]))
-    entry = agent_entry(found[0], plan)
+                                   check=lambda results: check_engine_and_networks(plan, joined, results))
+    entry = agent_entry(found[1], plan)
     return execute(plan, runner, secret_values, state_dir or paths.state_dir(), extra_files=extra_files, run=run,
                    entry=entry)
 
@@ -52,6 +55,11 @@ def external_networks(plan: Plan) -> list[str]:
     """The networks the bundle joins but the session does not create: egress.network, or Docker's bridge."""
     created = {n.name for n in plan.networks}
     return [name for name in plan.container("bundle").networks if name not in created]
+
+
+def check_engine_and_networks(plan: Plan, names: list[str], results: list[Result]) -> None:
+    sidecars.server_version(results[0])
+    check_external_networks(plan, names, results[2:])
 
 
 def check_external_networks(plan: Plan, names: list[str], inspected: list[Result]) -> None:

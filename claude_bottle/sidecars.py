@@ -23,7 +23,12 @@ NO_PIPELOCK_ENV = "CLAUDE_BOTTLE_ALLOW_NO_PIPELOCK"
 
 def preflight(runner: Runner) -> str:
     """The Docker server version, or a RuntimeFailure (exit 125) that says what to fix."""
-    result = runner.run(docker_argv.server_version(), timeout=30)
+    return server_version(runner.run(docker_argv.server_version(), timeout=30))
+
+
+def server_version(result: Result) -> str:
+    """preflight's judgement of `docker version` (docker_argv.server_version), for a caller that ran it
+    beside other read-only calls."""
     if result.returncode == 127:
         raise RuntimeFailure("docker: command not found; install Docker and make sure `docker` is on PATH")
     if result.returncode != 0 or not result.stdout.strip():
