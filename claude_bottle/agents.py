@@ -23,6 +23,8 @@ class Credential:
 
 @dataclass(frozen=True)
 class Kind:
+    """One agent claude-bottle knows: what to run, unattended, and what it needs from the bottle."""
+
     name: str
     image: str  # built from claude_bottle/agent/<dockerfile> by `claude-bottle build --agent`
     dockerfile: str

@@ -30,6 +30,8 @@ KEYS = ("default", "hosts")
 
 @dataclass(frozen=True)
 class Dlp:
+    """The manifest's egress.dlp: a default mode and the hosts that differ from it."""
+
     default: str
     hosts: tuple[tuple[str, bool, str], ...] = ()  # (host, wildcard, mode) as the manifest set them, sorted
 

@@ -19,6 +19,8 @@ from claude_bottle.runner import Runner
 
 @dataclass(frozen=True)
 class HostFacts:
+    """What a plan needs from the host it starts on, read once, so the plan itself stays pure."""
+
     session: str
     uid: int
     gid: int

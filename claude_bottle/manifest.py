@@ -52,6 +52,8 @@ RESOURCE_KEYS = ("memory", "pids", "cpus")
 
 @dataclass(frozen=True)
 class Agent:
+    """The manifest's `agent` section, with the kind's defaults filled in."""
+
     image: str
     command: tuple[str, ...]
     env: tuple[tuple[str, str], ...]  # sorted by name
@@ -61,6 +63,8 @@ class Agent:
 
 @dataclass(frozen=True)
 class Resources:
+    """The agent container's limits."""
+
     memory: str
     pids: int
     cpus: float | None
@@ -68,6 +72,8 @@ class Resources:
 
 @dataclass(frozen=True)
 class Manifest:
+    """A manifest, loaded and checked: every later step reads this, never the JSON."""
+
     path: str  # absolute
     name: str
     runtime: str

@@ -37,6 +37,8 @@ PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_pro
 
 @dataclass(frozen=True)
 class Network:
+    """A Docker network the session creates and removes (the smolmachines bundle's pinned one)."""
+
     name: str
     labels: tuple[tuple[str, str], ...]
     subnet: str | None = None
@@ -45,6 +47,8 @@ class Network:
 
 @dataclass(frozen=True)
 class Container:
+    """One of the session's containers, with the networks it joins (none: `--network none`)."""
+
     name: str
     role: str  # "bundle" or "agent"
     image: str
@@ -65,6 +69,8 @@ class Volume:
 
 @dataclass(frozen=True)
 class Plan:
+    """Everything a run does, decided before it creates anything: what a dry run prints."""
+
     name: str
     runtime: str
     session: str

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Result:
+    """What one command gave back."""
+
     argv: tuple[str, ...]
     returncode: int
     stdout: str

@@ -39,6 +39,8 @@ PLAN_ENV = frozenset({"HOME", "CLAUDE_BOTTLE", "CLAUDE_BOTTLE_SESSION"})
 
 @dataclass(frozen=True)
 class Secret:
+    """A secret as the manifest names it: where its value comes from and where it may go, never the value."""
+
     name: str  # the variable the agent sees (holding the placeholder)
     source: str  # "env" or "file"
     ref: str  # the host variable's name, or the file's absolute path
