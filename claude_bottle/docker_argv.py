@@ -194,7 +194,7 @@ def start(name: str) -> list[str]:
 
 
 def container_state(name: str) -> list[str]:
-    """"exited (exit 1)", "running (exit 0)": what `not ready` reports of a bundle that said nothing."""
+    """"exited (exit 1)", "running (exit 0)": what `not ready` adds for a bundle that is no longer running."""
     return ["docker", "container", "inspect", "--format", "{{.State.Status}} (exit {{.State.ExitCode}})", name]
 
 

@@ -173,10 +173,12 @@ def not_ready(runner: Runner, bundle: Container, result: Result) -> BottleError:
     """The bundle's last log lines (stderr) and the error that says it never became ready."""
     tail = runner.run(docker_argv.logs_tail(bundle.name), timeout=30)
     print(f"claude-bottle: bundle log (last lines):\n{(tail.stdout + tail.stderr).strip()}", file=sys.stderr)
-    said = (result.stderr or result.stdout).strip()
-    if not said:  # the wait itself ended with the bundle: say how the bundle is
-        state = runner.run(docker_argv.container_state(bundle.name), timeout=30).stdout.strip()
-        said = f"no answer; its container is {state}" if state else "no answer"
+    said = (result.stderr or result.stdout).strip() or "no answer"
+    state = runner.run(docker_argv.container_state(bundle.name), timeout=30).stdout.strip()
+    if state and not state.startswith("running"):
+        # The wait ended with the bundle, or could not even start in it (the engine's own error, then):
+        # how the bundle ended is the news.
+        said += f"; its container is {state}"
     return BottleError(f"the bundle did not become ready: {said}")
 
 

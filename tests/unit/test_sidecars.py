@@ -62,3 +62,30 @@ class BuildTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class NotReadyTest(unittest.TestCase):
+    """Why a bundle never became ready: what the wait said, and how the bundle ended if it did."""
+
+    def reason(self, said: str, state: str) -> str:
+        import contextlib
+        import io
+
+        from claude_bottle.runner import Result
+
+        runner = FakeRunner(lambda a: (0, state + "\n", "") if a[:3] == ["docker", "container", "inspect"] else None)
+        with contextlib.redirect_stderr(io.StringIO()):
+            error = sidecars.not_ready(runner, PLAN.container("bundle"), Result(("docker", "exec"), 1, "", said))
+        return str(error)
+
+    def test_a_bundle_that_ended_says_how_even_when_the_engine_said_something_first(self) -> None:
+        # The exec raced the bundle's exit: the engine's error alone would hide that the bundle died.
+        said = "OCI runtime exec failed: exec failed: unable to start container process: broken pipe"
+        self.assertEqual(self.reason(said, "exited (exit 1)"),
+                         f"the bundle did not become ready: {said}; its container is exited (exit 1)")
+        self.assertEqual(self.reason("", "exited (exit 1)"),
+                         "the bundle did not become ready: no answer; its container is exited (exit 1)")
+
+    def test_a_running_bundle_gives_the_supervisors_reason_alone(self) -> None:
+        self.assertEqual(self.reason("not ready: pipelock did not answer", "running (exit 0)"),
+                         "the bundle did not become ready: not ready: pipelock did not answer")
